@@ -1,0 +1,7 @@
+"""`python -m diffusion` is the `diffusion` command."""
+
+import sys
+
+from diffusion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""The `diffusion` command: train, sample and evaluate models on toy and user data.
+
+Bad input never shows a traceback: it prints one line naming the problem and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line ("diffusion: error: ...") and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def build_parser() -> Parser:
+    from diffusion.parametrize import TARGETS
+    from diffusion.processes import PROCESSES
+    from diffusion.processes.schedules import BETA_SCHEDULES
+    from diffusion.samplers import SAMPLERS
+
+    parser = Parser(prog="diffusion", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train a model and write a run directory")
+    train.add_argument("--dataset", default="swissroll", help="toy set name or a .npy/.csv file")
+    train.add_argument("--process", default="ddpm", choices=sorted(PROCESSES))
+    train.add_argument("--steps", type=positive_int, default=None, help="training steps")
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--out", default=None, help="run directory (default: a new one under runs/)")
+    train.add_argument("--batch-size", type=positive_int, default=None)
+    train.add_argument("--lr", type=positive_float, default=None)
+    train.add_argument("--width", type=positive_int, default=None)
+    train.add_argument("--depth", type=positive_int, default=None)
+    train.add_argument("--diffusion-steps", type=positive_int, default=None, help="DDPM steps T")
+    train.add_argument("--schedule", choices=sorted(BETA_SCHEDULES), default=None)
+    train.add_argument("--beta-start", type=positive_float, default=None)
+    train.add_argument("--beta-end", type=positive_float, default=None)
+    train.add_argument("--zero-terminal-snr", action="store_true", default=None)
+    train.add_argument("--allow-terminal-signal", action="store_true", default=None)
+    train.add_argument("--prediction", choices=TARGETS, default=None)
+    train.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
+    train.add_argument("--sample-steps", type=positive_int, default=None)
+    train.add_argument("--snapshot-every", type=positive_int, default=None)
+    train.add_argument("--eval-samples", type=positive_int, default=None)
+    train.add_argument("--device", default=None, help="auto, cpu or cuda")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser("sample", help="draw samples from a trained run")
+    sample.add_argument("--run", required=True, help="run directory written by `diffusion train`")
+    sample.add_argument("--n", type=positive_int, required=True, help="number of samples")
+    sample.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
+    sample.add_argument("--steps", type=positive_int, default=None, help="sampling steps")
+    sample.add_argument(
+        "--eta", type=non_negative_float, default=None, help="DDIM noise (0: deterministic)"
+    )
+    sample.add_argument(
+        "--variance", choices=("posterior", "beta"), default=None, help="ancestral variance"
+    )
+    sample.add_argument("--seed", type=non_negative_int, default=0)
+    sample.add_argument("--out", required=True, help="output .npy file, an (n, d) float32 array")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure fresh samples of a run against fresh data"
+    )
+    evaluate.add_argument("--run", required=True)
+    evaluate.add_argument(
+        "--n", type=positive_int, default=None, help="samples (default: the run's)"
+    )
+    evaluate.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
+    evaluate.add_argument("--steps", type=positive_int, default=None)
+    evaluate.add_argument("--seed", type=non_negative_int, default=1)
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+TRAIN_FIELDS = (
+    "dataset", "process", "steps", "seed", "batch_size", "lr", "width", "depth", "diffusion_steps",
+    "schedule", "beta_start", "beta_end", "zero_terminal_snr", "allow_terminal_signal", "prediction",
+    "sampler", "sample_steps", "snapshot_every", "eval_samples", "device",
+)  # fmt: skip
+
+
+def format_metrics(metrics: dict) -> str:
+    """A small table: metric, value, data-vs-data floor and ratio."""
+    lines = [f"{'metric':<20}{'value':>12}{'floor':>12}{'ratio':>8}"]
+    for name in ("sliced_wasserstein", "mmd", "energy"):
+        m = metrics[name]
+        lines.append(f"{name:<20}{m['value']:>12.5f}{m['floor']:>12.5f}{m['ratio']:>8.2f}")
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from diffusion.config import TrainConfig
+    from diffusion.data import get_dataset
+    from diffusion.run import new_run_dir, run_training
+    from diffusion.train import build_process
+
+    overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
+    config = TrainConfig.from_dict(overrides)
+    # Check everything that can be checked before any compute or any file is written.
+    get_dataset(config.dataset)
+    build_process(config)
+    run_dir = Path(args.out) if args.out else new_run_dir()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {str(run_dir)!r} exists and is not a directory")
+    if (run_dir / "config.json").exists():
+        raise UsageError(f"--out {str(run_dir)!r} already holds a run; choose another directory")
+    print(f"training {config.process} on {config.dataset} for {config.steps} steps -> {run_dir}")
+    metrics = run_training(config, run_dir, progress=not args.quiet)
+    print(f"trained in {metrics['train_seconds']:.1f} s; {metrics['n_samples']} samples in "
+          f"{metrics['sample_seconds']:.1f} s ({metrics['nfe']} network evaluations)")  # fmt: skip
+    print(format_metrics(metrics))
+    print(f"outputs written to {run_dir}")
+    return 0
+
+
+def sampler_options(args: argparse.Namespace) -> dict:
+    """Sampler options given on the command line, checked against the sampler that uses them."""
+    options = {}
+    if args.eta is not None:
+        options["eta"] = args.eta
+    if args.variance is not None:
+        options["variance"] = args.variance
+    return options
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from diffusion.checkpoint import load_model
+    from diffusion.utils import atomic_write, default_device, make_generator
+
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise UsageError(f"--out must name a .npy file, got {args.out!r}")
+    trained = load_model(args.run)
+    sampler = args.sampler or trained.config.sampler
+    options = sampler_options(args)
+    if "eta" in options and sampler != "ddim":
+        raise UsageError("--eta applies to the ddim sampler only")
+    if "variance" in options and sampler != "ancestral":
+        raise UsageError("--variance applies to the ancestral sampler only")
+    steps = args.steps or trained.config.sample_steps
+    if steps > trained.config.diffusion_steps:
+        raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
+    device = default_device()
+    result = trained.sample(
+        args.n, sampler=sampler, steps=steps, generator=make_generator(args.seed, device),
+        device=device, **options,
+    )  # fmt: skip
+    array = result.x.cpu().numpy().astype(np.float32)
+    atomic_write(out, lambda p: np.save(p, array))
+    print(
+        f"wrote {array.shape[0]} samples of dimension {array.shape[1]} to {out} ({result.nfe} NFE)"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from diffusion.checkpoint import load_model
+    from diffusion.data import get_dataset
+    from diffusion.run import evaluate
+    from diffusion.utils import default_device
+
+    trained = load_model(args.run)
+    if args.steps and args.steps > trained.config.diffusion_steps:
+        raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
+    dataset = get_dataset(trained.config.dataset)
+    result = evaluate(
+        trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
+        sampler=args.sampler, steps=args.steps, device=default_device(),
+    )  # fmt: skip
+    metrics = result.metrics.to_dict()
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"{result.samples.shape[0]} samples, {result.nfe} NFE, {result.seconds:.1f} s")
+        print(format_metrics(metrics))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `diffusion` command; returns the exit code."""
+    from diffusion.checkpoint import CheckpointError
+    from diffusion.config import ConfigError
+    from diffusion.data import DataError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, DataError, CheckpointError, ValueError) as exc:
+        message = " ".join(str(exc).split())  # always one line
+        print(f"diffusion: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("diffusion: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

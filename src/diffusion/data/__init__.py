@@ -1,0 +1,104 @@
+"""Data sets: toy 2D distributions by name, and a user's point cloud from a .npy or .csv file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from diffusion.data.errors import DataError
+from diffusion.data.files import SUFFIXES, load_points, resample
+from diffusion.data.toy import TOY_DATASETS, toy_options
+
+__all__ = [
+    "TOY_DATASETS",
+    "DataError",
+    "Dataset",
+    "available_datasets",
+    "get_dataset",
+    "load_points",
+    "resample",
+    "toy_options",
+]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields with == is not a bool
+class Dataset:
+    """A data set to draw training points from.
+
+    Attributes:
+        name: the registry name, or the path for a file-backed set.
+        dim: data dimension d.
+        sample: sample(n, generator=None) -> (n, d) float32 fresh draws; for a file-backed set
+            these are bootstrap resamples of `points` (rows drawn with replacement).
+        points: the full (N, d) point cloud of a file-backed set, else None.
+    """
+
+    name: str
+    dim: int
+    sample: Callable[[int, torch.Generator | None], torch.Tensor]
+    points: torch.Tensor | None = None
+
+
+def available_datasets() -> list[str]:
+    """The names `get_dataset` accepts besides file paths, sorted."""
+    return sorted(TOY_DATASETS)
+
+
+def _looks_like_path(spec: str) -> bool:
+    separators = {os.sep, os.altsep, "/"} - {None}
+    return (
+        spec.lower().endswith(SUFFIXES)
+        or any(s in spec for s in separators)
+        or Path(spec).suffix != ""
+        or Path(spec).expanduser().is_file()
+    )
+
+
+def _toy_dataset(name: str, options: dict[str, object]) -> Dataset:
+    accepted = toy_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise DataError(
+            f"{name}: unknown option {', '.join(map(repr, unknown))}; "
+            f"it accepts: {', '.join(accepted) or 'no options'}"
+        )
+    sample = partial(TOY_DATASETS[name], **options)
+    try:  # a one-point draw from a private generator checks the option values now
+        sample(1, torch.Generator().manual_seed(0))
+    except DataError as error:
+        raise DataError(f"{name}: {error}") from None
+    return Dataset(name=name, dim=2, sample=sample)
+
+
+def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
+    """A toy data set by name, or a point cloud from a file.
+
+    Args:
+        spec: a name from `available_datasets()`, or a path to a .npy/.csv file (anything
+            ending in .npy/.csv, with a path separator or a file extension, or an existing file).
+        **options: options of the toy set (see `toy_options(name)`); files take none.
+
+    Returns:
+        A `Dataset`; `dataset.sample(n, generator)` gives (n, d) float32 points.
+
+    Raises:
+        DataError: unknown name, unknown or invalid option, or a bad file (one-line message).
+    """
+    spec = os.fspath(spec)
+    if spec in TOY_DATASETS:  # a registry name wins over a file of the same name
+        return _toy_dataset(spec, options)
+    if _looks_like_path(spec):
+        if options:
+            raise DataError(f"{spec}: a file data set takes no options, got {', '.join(options)}")
+        points = load_points(spec)
+        sample = partial(resample, points)
+        return Dataset(name=spec, dim=points.shape[1], sample=sample, points=points)
+    raise DataError(
+        f"unknown dataset {spec!r}; choose one of: {', '.join(available_datasets())} "
+        "or give a path to a .npy/.csv file"
+    )

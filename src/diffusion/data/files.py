@@ -1,0 +1,167 @@
+"""A user's own point cloud, shape (n, d), from a .npy or .csv file.
+
+A file holds a finite set of n points, not a distribution we can draw from afresh: `resample`
+draws rows with replacement, so "fresh" samples of a file-backed set are bootstrap resamples of
+the file. Two such draws share points, which lowers the distance between them; metrics that
+compare model samples with data must use a floor computed the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion.data.errors import DataError, check_sample_size
+
+SUFFIXES = (".npy", ".csv")
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message collapsed onto one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _npy_header_dtype(path: Path) -> np.dtype | None:
+    """The dtype in a .npy header, read without loading the data; None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(f)[2]
+            if version == (2, 0):
+                return np.lib.format.read_array_header_2_0(f)[2]
+    except (ValueError, OSError, EOFError, SyntaxError):
+        pass
+    return None  # np.load below reports the problem
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(np.lib.format.MAGIC_PREFIX))
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({_one_line(error)})") from None
+    if magic != np.lib.format.MAGIC_PREFIX:  # a pickle, a zip (.npz), text, or corrupt bytes
+        raise DataError(f"{path}: is not a .npy file (no NumPy header); corrupt or another format")
+    dtype = _npy_header_dtype(path)
+    if dtype is not None and dtype.hasobject:
+        raise DataError(
+            f"{path}: holds Python objects (dtype {dtype}), which would need unpickling; "
+            "save a numeric array instead"
+        )
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle a user's file
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot read as .npy ({_one_line(error)})") from None
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read as text ({_one_line(error)})") from None
+    # Skip one header line: the first non-blank line, if none of its fields is a number.
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    skip = 0
+    if first is not None and not any(_is_number(f) for f in lines[first].split(",")):
+        skip = first + 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            return np.loadtxt(lines[skip:], delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as error:
+        problem = _csv_problem(lines, skip) or _one_line(error)
+        raise DataError(f"{path}: cannot parse as comma-separated numbers ({problem})") from None
+
+
+def _csv_problem(lines: list[str], skip: int) -> str | None:
+    """The first bad line of a CSV that np.loadtxt rejected, described with its line number."""
+    width, width_line = None, 0
+    for number, line in enumerate(lines[skip:], start=skip + 1):
+        if not line.split("#")[0].strip():  # blank or comment, as np.loadtxt skips them
+            continue
+        fields = line.split("#")[0].split(",")
+        bad = next((f.strip() for f in fields if not _is_number(f)), None)
+        if bad is not None:
+            return f"line {number}: {bad[:20]!r} is not a number"
+        if width is not None and len(fields) != width:
+            return f"line {number} has {len(fields)} values, line {width_line} has {width}"
+        width, width_line = len(fields), number
+    return None
+
+
+_READERS = {".npy": _read_npy, ".csv": _read_csv}
+
+
+def load_points(path: str | Path) -> torch.Tensor:
+    """Load a point cloud from a .npy or .csv file.
+
+    Args:
+        path: a .npy array of shape (n, d) or (n,), or a .csv with one point per line, numbers
+            separated by commas, optionally one header line of names (skipped);
+            blank lines and text after '#' are ignored.
+
+    Returns:
+        (n, d) float32 tensor; a 1-D array of length n becomes (n, 1).
+
+    Raises:
+        DataError: one line naming the file and the problem (missing file, unsupported type,
+            unreadable content, non-numeric dtype, wrong dimensions, empty, non-finite values,
+            fewer than 2 points).
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in _READERS:
+        raise DataError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use .npy or .csv"
+        )
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: is not a file")
+    array = _READERS[path.suffix.lower()](path)
+
+    if array.dtype.kind not in "iuf":  # signed, unsigned, float; not bool, complex, str, object
+        raise DataError(f"{path}: has non-numeric dtype {array.dtype}; expected real numbers")
+    if array.ndim == 1:
+        array = array[:, None]  # (n,) -> (n, 1)
+    if array.ndim != 2:
+        raise DataError(
+            f"{path}: has {array.ndim} dimensions (shape {array.shape}); expected (n, d) or (n,)"
+        )
+    n, d = array.shape
+    if n == 0 or d == 0:
+        raise DataError(f"{path}: is empty (no {'points' if n == 0 else 'coordinates'})")
+    bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad_rows.size:
+        raise DataError(
+            f"{path}: has non-finite values (NaN or inf) in {bad_rows.size} of {n} rows "
+            f"(first: point {bad_rows[0]}, counting from 0)"
+        )
+    if n < 2:
+        raise DataError(f"{path}: has only {n} point; need at least 2")
+    with np.errstate(over="ignore"):  # overflow to inf is reported just below
+        points = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if not torch.isfinite(points).all():
+        raise DataError(f"{path}: has values too large for float32 (|x| > 3.4e38)")
+    return points
+
+
+def resample(
+    points: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """n rows of `points` (N, d) drawn uniformly with replacement: a bootstrap resample, (n, d)."""
+    n = check_sample_size(n)
+    device = generator.device if generator is not None else points.device
+    index = torch.randint(points.shape[0], (n,), generator=generator, device=device)  # (n,)
+    return points.to(device)[index]

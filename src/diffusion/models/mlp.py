@@ -1,0 +1,69 @@
+"""A time-conditioned MLP with residual blocks, for low-dimensional data."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffusion.models.embeddings import EMBEDDINGS
+
+
+class ResidualBlock(nn.Module):
+    """Pre-norm residual block: h + W2 SiLU(W1 LayerNorm(h) + time projection)."""
+
+    def __init__(self, width: int, time_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width)
+        self.time = nn.Linear(time_dim, width)
+        self.fc2 = nn.Linear(width, width)
+        self.act = nn.SiLU()
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return h + self.fc2(self.act(self.fc1(self.norm(h)) + self.time(temb)))
+
+
+class TimeMLP(nn.Module):
+    """eps/x0/v network f(x_t, t) for data of shape (B, dim).
+
+    Args:
+        dim: data dimension.
+        width: hidden width.
+        depth: number of residual blocks.
+        embedding: "sinusoidal" (discrete steps) or "fourier" (continuous time).
+        time_dim: size of the time embedding.
+        embedding_scale: for "sinusoidal", the number of steps that t in [0, 1] spans.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 128,
+        depth: int = 3,
+        embedding: str = "sinusoidal",
+        time_dim: int = 64,
+        embedding_scale: float = 1000.0,
+    ) -> None:
+        super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(
+                f"unknown time embedding {embedding!r}; choose one of: {', '.join(EMBEDDINGS)}"
+            )
+        self.dim = dim
+        if embedding == "sinusoidal":
+            self.embed = EMBEDDINGS[embedding](time_dim, scale=embedding_scale)
+        else:
+            self.embed = EMBEDDINGS[embedding](time_dim)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width)
+        )
+        self.input = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(ResidualBlock(width, width) for _ in range(depth))
+        self.output = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.time_mlp(self.embed(t))  # (B, width)
+        h = self.input(x)  # (B, width)
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.output(h)  # (B, dim)

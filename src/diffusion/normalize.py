@@ -1,0 +1,33 @@
+"""Standardisation of data to zero mean and unit variance per dimension, and back.
+
+Diffusion priors are N(0, I): training on standardised data makes one recipe work for a
+user's point cloud at any scale. The statistics are stored with the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """x_normalised = (x - shift) / scale, per dimension."""
+
+    shift: torch.Tensor  # (d,)
+    scale: torch.Tensor  # (d,)
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> Normalizer:
+        """Mean and standard deviation of x (n, d); a constant column keeps scale 1."""
+        shift = x.mean(dim=0)
+        scale = x.std(dim=0)
+        scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
+        return cls(shift=shift, scale=scale)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift.to(x)) / self.scale.to(x)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.to(x) + self.shift.to(x)
