@@ -160,7 +160,7 @@ class GaussianProcess(ABC):
         return SampleResult(x=x, nfe=denoiser.nfe, times=grid)
 
     def check_grid(self, times: torch.Tensor) -> torch.Tensor:
-        """Validate a user time grid: 1-D, strictly decreasing, within [0, 1], ending at 0."""
+        """Validate a user time grid: 1-D, strictly decreasing, from t = 1 down to t = 0."""
         times = torch.as_tensor(times, dtype=torch.float64)
         if times.ndim != 1 or times.numel() < 2:
             raise ValueError("a time grid needs at least two times, e.g. [1.0, 0.0]")
@@ -168,6 +168,8 @@ class GaussianProcess(ABC):
             raise ValueError(
                 "a time grid must be strictly decreasing (t = 1 is noise, t = 0 is data)"
             )
-        if times[0] > 1 or times[-1] != 0:
-            raise ValueError("a time grid must start at or below t = 1 and end at t = 0")
+        if times[0] != 1 or times[-1] != 0:
+            raise ValueError(
+                "a time grid must start at t = 1 (where the prior is) and end at t = 0"
+            )
         return times

@@ -61,7 +61,8 @@ class DDPM(GaussianProcess):
                 f"the {schedule} schedule with {self.steps} steps leaves sqrt(alpha_bar_T) = "
                 f"{terminal:.2f} of the data at t = 1 (at most {MAX_TERMINAL_SIGNAL} is allowed), so "
                 "sampling from N(0, I) would start from the wrong distribution; use more steps, a "
-                "larger beta_end, the cosine schedule or zero_terminal_snr, or allow it explicitly"
+                "larger beta_end, the cosine schedule or zero_terminal_snr, or accept it with "
+                "allow_terminal_signal=True (--allow-terminal-signal)"
             )
         if zero_terminal_snr and prediction == "eps":
             raise ValueError(
@@ -75,8 +76,11 @@ class DDPM(GaussianProcess):
         return torch.as_tensor(k, dtype=torch.float64) / self.steps
 
     def variance_at_step(self, k: torch.Tensor | int) -> torch.Tensor:
-        """Noise variance 1 - alpha_bar_k of q(x_k | x0) at step index k."""
-        return 1 - self.alpha_bar[torch.as_tensor(k)]
+        """Noise variance 1 - alpha_bar_k of q(x_k | x0) at step index k in 0..T."""
+        k = torch.as_tensor(k)
+        if bool(((k < 0) | (k > self.steps)).any()):
+            raise ValueError(f"step indices must lie in 0..{self.steps}")
+        return 1 - self.alpha_bar[k]
 
     # -- the continuous view -------------------------------------------------------------
     def _alpha_bar(self, t: torch.Tensor) -> torch.Tensor:

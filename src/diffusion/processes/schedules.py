@@ -98,8 +98,9 @@ def make_betas(
         betas = BETA_SCHEDULES[name](T, beta_start, beta_end)
     if not bool(((betas > 0) & (betas < 1)).all()):
         raise ValueError(
-            f"betas must lie in (0, 1); the {name} schedule gives "
-            f"[{betas.min().item():.3g}, {betas.max().item():.3g}]"
+            f"betas must lie in (0, 1); the {name} schedule with T = {T} gives "
+            f"[{betas.min().item():.3g}, {betas.max().item():.3g}] (default endpoints scale "
+            "with 1000/T: use more steps or give beta_start/beta_end)"
         )
     if zero_terminal_snr:
         betas = rescale_zero_terminal_snr(betas)

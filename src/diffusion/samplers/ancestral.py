@@ -53,7 +53,7 @@ def ancestral(
             var = c.posterior_variance if variance == "posterior" else c.transition_variance
             x = mean + math.sqrt(max(var, 0.0)) * noise_like(x, generator)
         else:
-            x = mean  # The last step returns the mean: no noise is added at t = 1 (Ho et al. 2020).
+            x = mean  # The last step (s = 0) adds no noise: z = 0 at t = 1 in Algorithm 2 of Ho et al.
         if callback is not None:
             callback(SamplerStep(index=i, t=float(t), s=float(s), x=x, x0=pred.x0))
     return x

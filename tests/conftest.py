@@ -1,0 +1,26 @@
+"""Shared fixtures: a tiny trained run, made once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion.config import TrainConfig
+from diffusion.run import run_training
+
+# The suite runs on shared 2-core machines: one intra-op thread avoids oversubscription,
+# which otherwise makes small tensor ops wait on the scheduler.
+torch.set_num_threads(1)
+
+TINY = dict(
+    steps=1500, batch_size=256, width=64, depth=2, n_train=4000, diffusion_steps=200,
+    sample_steps=50, snapshot_every=750, ema_decay=0.99, snapshot_samples=300, eval_samples=2000,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple:
+    """A run directory from a short DDPM training on the swiss roll, and its metrics."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    metrics = run_training(TrainConfig(**TINY), run_dir, progress=False)
+    return run_dir, metrics
