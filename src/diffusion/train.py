@@ -24,6 +24,8 @@ from diffusion.utils import default_device, make_generator
 
 #: offsets that split one user seed into independent streams.
 SEED_DATA, SEED_MODEL, SEED_TRAIN, SEED_SNAPSHOT = 0, 1, 2, 3
+#: sampling steps for the frames of training.gif (cheap; the final samples use sample_steps).
+SNAPSHOT_STEPS = 50
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,7 +134,7 @@ def train(
             ema,
             (config.snapshot_samples, dim),
             sampler=config.sampler,
-            steps=min(config.sample_steps, 100),
+            steps=min(config.sample_steps, SNAPSHOT_STEPS),
             generator=frame_generator,
             device=device,
         ).x

@@ -55,6 +55,7 @@ class DDPM(GaussianProcess):
         # alpha_bar[k] = prod_{i <= k} (1 - beta_i), Eq. 4 of Ho et al. 2020; alpha_bar[0] = 1.
         ones = torch.ones(1, dtype=torch.float64)
         self.alpha_bar = torch.cat([ones, torch.cumprod(1 - self.betas, dim=0)])  # (T+1,)
+        self._tables: dict[torch.device, torch.Tensor] = {}
         terminal = self.alpha_bar[-1].sqrt().item()
         if terminal > MAX_TERMINAL_SIGNAL and not allow_terminal_signal:
             raise TerminalSignalError(
@@ -84,7 +85,9 @@ class DDPM(GaussianProcess):
 
     # -- the continuous view -------------------------------------------------------------
     def _alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
-        table = self.alpha_bar.to(t.device)
+        table = self._tables.get(t.device)
+        if table is None:  # one copy per device, so training steps do not re-upload it
+            table = self._tables[t.device] = self.alpha_bar.to(t.device)
         pos = t.to(torch.float64).clamp(0, 1) * self.steps
         lo = pos.floor().long().clamp(max=self.steps - 1)
         frac = pos - lo

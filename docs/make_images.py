@@ -1,0 +1,37 @@
+"""Regenerate the README pictures from a default training run.
+
+    python docs/make_images.py [--run DIR]
+
+Trains `diffusion train` with its defaults into a temporary run directory (or uses --run),
+then copies training.gif, reverse.gif and samples.png into docs/images/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from diffusion.cli import main as cli
+
+IMAGES = Path(__file__).resolve().parent / "images"
+FILES = ("training.gif", "reverse.gif", "samples.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=None, help="an existing default run to copy from")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(args.run) if args.run else Path(tmp) / "run"
+        if args.run is None and cli(["train", "--out", str(run)]) != 0:
+            raise SystemExit("training failed")
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            shutil.copyfile(run / name, IMAGES / name)
+            print(f"wrote {IMAGES / name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""TrainConfig: typed, range-checked, unknown keys refused."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from diffusion.config import ConfigError, TrainConfig
+
+
+def test_defaults_are_valid_and_round_trip():
+    config = TrainConfig()
+    assert config.validate() is config
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="'stpes'"):
+        TrainConfig.from_dict({"stpes": 10})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("steps", 0), ("steps", 1.5), ("steps", True), ("batch_size", -1), ("lr", 0.0),
+        ("lr", math.nan), ("grad_clip", -1.0), ("ema_decay", 1.0), ("min_lr_ratio", -0.1),
+        ("warmup", -1), ("seed", -3), ("beta_start", 0.0), ("beta_end", 1.0),
+        ("schedule", "exp"), ("process", "nope"), ("sampler", "nope"), ("prediction", "score"),
+        ("device", "tpu"), ("weight_decay", math.inf),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_dict({field: value})
+
+
+def test_sample_steps_cannot_exceed_diffusion_steps():
+    with pytest.raises(ConfigError, match="sample_steps"):
+        TrainConfig.from_dict({"diffusion_steps": 50, "sample_steps": 100})
