@@ -392,10 +392,10 @@ def compare_to_data(
     samples: Tensor,
     sample_data: Callable[[int, torch.Generator], Tensor],
     generator: torch.Generator,
-    n_floor_repeats: int = 8,
+    n_floor_repeats: int = 24,
     *,
     n_kernel_repeats: int = 3,
-    n_projections: int = 256,
+    n_projections: int = 64,
     max_points: int = 2048,
 ) -> MetricsReport:
     """Distances from `samples` to the data distribution, each next to its statistical floor.
@@ -422,15 +422,18 @@ def compare_to_data(
 
     The empirical sliced W2 converges slowly and with a heavy upper tail where the projected
     density is low (e.g. the ends of the swiss roll): at n = 20000 the data-vs-data value has
-    a coefficient of variation of about 30% per draw. Hence 8 repeats for it by default; the
-    O(n^2) kernel distances use `n_kernel_repeats` (3) on at most `max_points` (2048) points.
+    a coefficient of variation of about 25% per draw, driven by large-scale mass imbalances
+    between draws, not by the choice of directions. Hence 24 repeats for it by default, on 64
+    directions (more directions barely change it in 2-D; more draws do); the O(n^2) kernel
+    distances use `n_kernel_repeats` (3) on at most `max_points` (2048) points.
 
     Args:
         samples: (N, D) or (N,) generated points.
         sample_data: `sample_data(n, generator)` draws n points of the data distribution.
         generator: source of all randomness (data draws, directions, subsampling).
         n_floor_repeats: independent repeats whose median gives value and floor (sliced W2).
-        n_kernel_repeats: repeats for MMD and energy distance (the first ones of the above).
+        n_kernel_repeats: repeats for MMD and energy distance (the first ones of the above,
+            so at most n_floor_repeats).
         n_projections: directions for the sliced Wasserstein distance.
         max_points: subsampling cap for MMD and energy distance.
 
@@ -444,8 +447,8 @@ def compare_to_data(
     directions = random_directions(dim, n_projections, generator)
     bandwidths: tuple[float, ...] | None = None
     sw, mm, en = ([], []), ([], []), ([], [])
-    if not 1 <= n_kernel_repeats <= n_floor_repeats:
-        raise ValueError("n_kernel_repeats must lie in 1..n_floor_repeats")
+    if n_kernel_repeats < 1:
+        raise ValueError("n_kernel_repeats must be >= 1")
     for repeat in range(n_floor_repeats):
         ref = _as_points(sample_data(n, generator))
         other = _as_points(sample_data(n, generator))
