@@ -12,6 +12,8 @@ from diffusion.processes import PROCESSES
 from diffusion.processes.schedules import BETA_SCHEDULES
 from diffusion.samplers import SAMPLERS
 
+DEFAULT_SAMPLE_STEPS = 200  # enough for ancestral sampling to sit near the floor here
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range (message names the field)."""
@@ -49,7 +51,8 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of the weights, used for every sample we draw
     # Sampling during and after training.
     sampler: str = "ancestral"
-    sample_steps: int = 200  # sampling steps (a trailing subsequence of the T steps)
+    # Sampling steps (a trailing subsequence of the T steps); None: min(200, diffusion_steps).
+    sample_steps: int | None = None
     snapshot_every: int = 250  # training steps between frames of training.gif
     snapshot_samples: int = 2000  # points per frame
     eval_samples: int = 10_000  # points sampled for the final metrics (evaluate --n for more)
@@ -72,6 +75,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad field; return self when all is well."""
+        if self.sample_steps is None and isinstance(self.diffusion_steps, int):
+            self.sample_steps = min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)  # resolve once
         positive = (
             "n_train", "diffusion_steps", "width", "depth", "steps", "batch_size",
             "sample_steps", "snapshot_every", "snapshot_samples", "eval_samples",
