@@ -11,6 +11,14 @@ from collections.abc import Callable
 import torch
 
 
+def _endpoints(T: int, beta_start: float | None, beta_end: float | None) -> tuple[float, float]:
+    """Given endpoints, or Ho et al.'s 1e-4 and 0.02 at T = 1000 scaled by 1000/T."""
+    scale = 1000.0 / T
+    start = 1e-4 * scale if beta_start is None else beta_start
+    end = 0.02 * scale if beta_end is None else beta_end
+    return start, end
+
+
 def linear_betas(
     T: int, beta_start: float | None = None, beta_end: float | None = None
 ) -> torch.Tensor:
@@ -18,9 +26,7 @@ def linear_betas(
 
     Defaults scale with 1000/T so any T keeps the same total noise (Nichol & Dhariwal 2021).
     """
-    scale = 1000.0 / T
-    start = 1e-4 * scale if beta_start is None else beta_start
-    end = 0.02 * scale if beta_end is None else beta_end
+    start, end = _endpoints(T, beta_start, beta_end)
     return torch.linspace(start, end, T, dtype=torch.float64)
 
 
@@ -28,9 +34,7 @@ def quadratic_betas(
     T: int, beta_start: float | None = None, beta_end: float | None = None
 ) -> torch.Tensor:
     """Betas linear in sqrt(beta), then squared (the "scaled linear" schedule of latent diffusion)."""
-    scale = 1000.0 / T
-    start = 1e-4 * scale if beta_start is None else beta_start
-    end = 0.02 * scale if beta_end is None else beta_end
+    start, end = _endpoints(T, beta_start, beta_end)
     return torch.linspace(math.sqrt(start), math.sqrt(end), T, dtype=torch.float64) ** 2
 
 
@@ -38,9 +42,7 @@ def sigmoid_betas(
     T: int, beta_start: float | None = None, beta_end: float | None = None
 ) -> torch.Tensor:
     """Betas following a sigmoid over [-6, 6] between beta_start and beta_end (Xu et al. 2022, GeoDiff)."""
-    scale = 1000.0 / T
-    start = 1e-4 * scale if beta_start is None else beta_start
-    end = 0.02 * scale if beta_end is None else beta_end
+    start, end = _endpoints(T, beta_start, beta_end)
     return torch.sigmoid(torch.linspace(-6.0, 6.0, T, dtype=torch.float64)) * (end - start) + start
 
 

@@ -7,7 +7,7 @@ once for the whole animation, so motion in the picture is motion in the data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +100,21 @@ def training_figures(
     limits: Limits | Sequence[Sequence[float]] | None = None,
 ) -> Iterator[Figure]:
     """One figure per (training_step, samples) frame, all with the same limits."""
+    return _state_figures(frames, data, lambda step: f"samples after step {int(step)}", limits)
+
+
+def _state_figures(
+    states: Sequence[tuple[float, ArrayLike]],
+    data: ArrayLike,
+    title: Callable[[float], str],
+    limits: Limits | Sequence[Sequence[float]] | None,
+) -> Iterator[Figure]:
+    """One figure per (key, points) state over the data, with limits shared by all of them."""
     data_points = subsample(to_points(data))
-    sample_sets = [(int(step), subsample(to_points(x))) for step, x in frames]
-    limits = _frame_limits([data_points] + [x for _, x in sample_sets], limits)
-    for step, samples in sample_sets:
-        yield frame_figure(samples, data_points, title=f"samples after step {step}", limits=limits)
+    point_sets = [(key, subsample(to_points(x))) for key, x in states]
+    limits = _frame_limits([data_points] + [x for _, x in point_sets], limits)
+    for key, points in point_sets:
+        yield frame_figure(points, data_points, title=title(key), limits=limits)
 
 
 def training_gif(
@@ -143,11 +153,9 @@ def reverse_figures(
     limits: Limits | Sequence[Sequence[float]] | None = None,
 ) -> Iterator[Figure]:
     """One figure per (t, x_t) state. Limits cover every state, the noise at t = 1 included."""
-    data_points = subsample(to_points(data))
-    states = [(float(t), subsample(to_points(x))) for t, x in trajectory]
-    limits = _frame_limits([data_points] + [x for _, x in states], limits)
-    for t, x_t in states:
-        yield frame_figure(x_t, data_points, title=f"reverse process, t = {t:.2f}", limits=limits)
+    return _state_figures(
+        trajectory, data, lambda t: f"reverse process, t = {float(t):.2f}", limits
+    )
 
 
 def reverse_gif(
