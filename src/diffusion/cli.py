@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 EXIT_USAGE = 2
+SAMPLE_CHUNK = 65_536  # points sampled at once by `diffusion sample`
 
 
 class UsageError(Exception):
@@ -179,14 +181,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if steps > trained.config.diffusion_steps:
         raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
     device = default_device()
-    result = trained.sample(
-        args.n, sampler=sampler, steps=steps, generator=make_generator(args.seed, device),
-        device=device, **options,
-    )  # fmt: skip
-    array = result.x.cpu().numpy().astype(np.float32)
+    generator = make_generator(args.seed, device)
+    array = np.empty((args.n, trained.dim), dtype=np.float32)
+    # Chunks keep memory bounded for millions of points; one generator runs through them all.
+    starts = range(0, args.n, SAMPLE_CHUNK)
+    for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
+        size = min(SAMPLE_CHUNK, args.n - start)
+        result = trained.sample(
+            size, sampler=sampler, steps=steps, generator=generator, device=device, **options
+        )
+        array[start : start + size] = result.x.cpu().numpy()
     atomic_write(out, lambda p: np.save(p, array))
     print(
-        f"wrote {array.shape[0]} samples of dimension {array.shape[1]} to {out} ({result.nfe} NFE)"
+        f"wrote {args.n} samples of dimension {trained.dim} to {out} ({result.nfe} NFE per sample)"
     )
     return 0
 
