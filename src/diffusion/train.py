@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,8 +105,6 @@ def train(
     on_snapshot: Callable[[int, torch.Tensor], None] | None = None,
 ) -> TrainResult:
     """Train the EMA model of `config` and return it with the loss curve and the snapshots."""
-    import time
-
     config.validate()
     device = resolve_device(config.device)
     dataset = get_dataset(config.dataset)
