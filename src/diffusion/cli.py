@@ -163,6 +163,14 @@ def sampler_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def sampling_steps(requested: int | None, trained) -> int:
+    """--steps, or the run's own sampling steps; at most the run's number of diffusion steps."""
+    steps = requested or trained.config.sample_steps
+    if steps > trained.config.diffusion_steps:
+        raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
+    return steps
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from diffusion.checkpoint import load_model
     from diffusion.utils import atomic_write, default_device, make_generator
@@ -177,9 +185,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UsageError("--eta applies to the ddim sampler only")
     if "variance" in options and sampler != "ancestral":
         raise UsageError("--variance applies to the ancestral sampler only")
-    steps = args.steps or trained.config.sample_steps
-    if steps > trained.config.diffusion_steps:
-        raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
+    steps = sampling_steps(args.steps, trained)
     device = default_device()
     generator = make_generator(args.seed, device)
     array = np.empty((args.n, trained.dim), dtype=np.float32)
@@ -205,12 +211,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from diffusion.utils import default_device
 
     trained = load_model(args.run)
-    if args.steps and args.steps > trained.config.diffusion_steps:
-        raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
+    steps = sampling_steps(args.steps, trained)
     dataset = get_dataset(trained.config.dataset)
     result = evaluate(
         trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
-        sampler=args.sampler, steps=args.steps, device=default_device(),
+        sampler=args.sampler, steps=steps, device=default_device(),
     )  # fmt: skip
     metrics = result.metrics.to_dict()
     if args.json:
