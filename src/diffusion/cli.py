@@ -137,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
     config = TrainConfig.from_dict(overrides)
     # Check everything that can be checked before any compute or any file is written.
-    get_dataset(config.dataset)
+    dataset = get_dataset(config.dataset)
     build_process(config)
     run_dir = Path(args.out) if args.out else new_run_dir()
     if run_dir.exists() and not run_dir.is_dir():
@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if (run_dir / "config.json").exists():
         raise UsageError(f"--out {str(run_dir)!r} already holds a run; choose another directory")
     print(f"training {config.process} on {config.dataset} for {config.steps} steps -> {run_dir}")
-    metrics = run_training(config, run_dir, progress=not args.quiet)
+    metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset)
     print(f"trained in {metrics['train_seconds']:.1f} s; {metrics['n_samples']} samples in "
           f"{metrics['sample_seconds']:.1f} s ({metrics['nfe']} network evaluations)")  # fmt: skip
     print(format_metrics(metrics))

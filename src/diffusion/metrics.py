@@ -420,10 +420,10 @@ def compare_to_data(
     weigh low-frequency, few-degree-of-freedom discrepancies such as the sample mean). Read
     MMD / energy ratios below ~3 as "at the floor"; a real mismatch gives ratios of 10-100.
 
-    The empirical sliced W2 converges slowly and with a heavy upper tail where the projected
-    density is low (e.g. the ends of the swiss roll): at n = 20000 the data-vs-data value has
-    a coefficient of variation of about 25% per draw, driven by large-scale mass imbalances
-    between draws, not by the choice of directions. Hence 24 repeats for it by default, on 64
+    The empirical sliced W2 converges slowly: at n = 20000 on the swiss roll the data-vs-data
+    value has a coefficient of variation of about 25% per draw, driven by large-scale mass
+    imbalances between draws (not by the extreme quantiles, and not by the choice of
+    directions). Hence 24 repeats for it by default, on 64
     directions (more directions barely change it in 2-D; more draws do); the O(n^2) kernel
     distances use `n_kernel_repeats` (3) on at most `max_points` (2048) points.
 

@@ -126,11 +126,20 @@ def write_outputs(run_dir: Path, result: TrainResult, evaluation: EvalResult, re
     return metrics
 
 
-def run_training(config: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> dict:
-    """Train with `config`, then write every output into `run_dir`; return the metrics."""
+def run_training(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    dataset: Dataset | None = None,
+) -> dict:
+    """Train with `config`, then write every output into `run_dir`; return the metrics.
+
+    `dataset` is `config.dataset` already loaded, if the caller has it (else it is loaded).
+    """
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
-    result = train(config, progress=progress)
+    result = train(config, progress=progress, dataset=dataset)
     trained = TrainedModel(
         config=config, process=result.process, model=result.ema, normalizer=result.normalizer,
         dim=result.data.shape[1],

@@ -103,11 +103,13 @@ def train(
     *,
     progress: bool = True,
     on_snapshot: Callable[[int, torch.Tensor], None] | None = None,
+    dataset: Dataset | None = None,
 ) -> TrainResult:
     """Train the EMA model of `config` and return it with the loss curve and the snapshots."""
     config.validate()
     device = resolve_device(config.device)
-    dataset = get_dataset(config.dataset)
+    if dataset is None:  # callers that already loaded config.dataset pass it in
+        dataset = get_dataset(config.dataset)
     process = build_process(config)
     data = training_points(config, dataset)
     normalizer = Normalizer.fit(data)
