@@ -1,7 +1,10 @@
 """Saving and loading trained models: safetensors weights plus a JSON config. Never pickle.
 
-A run directory holds ``model.safetensors`` (the EMA weights and the data normaliser) and
-``config.json`` (the resolved `TrainConfig`, the data dimension and the library version).
+A run directory holds ``config.json`` (the resolved `TrainConfig`, the data dimension and
+the library version; written before training starts), ``config.toml`` (the same settings
+for ``--config``), and once training has finished ``model.safetensors`` (the EMA weights and
+the data normaliser, checksummed; see `tensorfile`). Training checkpoints live in
+``checkpoints/`` (see `resume`).
 """
 
 from __future__ import annotations
@@ -11,21 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 import diffusion
-from diffusion.config import ConfigError, TrainConfig
+from diffusion.config import TrainConfig, to_toml
 from diffusion.normalize import Normalizer
 from diffusion.processes import GaussianProcess, SampleResult
+from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
 from diffusion.train import build_model, build_process
+from diffusion.utils import atomic_write_text
+
+__all__ = ["CheckpointError", "TrainedModel", "load_model", "read_run_config", "save_model"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A run directory or checkpoint that cannot be loaded (message says why, in one line)."""
+CONFIG_TOML = "config.toml"
+MODEL_KIND = "model"
+FORMAT_VERSION = 2  # 2: checksummed model file, config.json written when training starts
 
 
 @dataclass
@@ -65,51 +69,71 @@ class TrainedModel:
         return SampleResult(x=x, nfe=result.nfe, times=result.times)
 
 
-def save_model(run_dir: str | Path, trained: TrainedModel) -> None:
-    """Write the weights and config of `trained` into `run_dir`, each file atomically."""
-    from diffusion.utils import atomic_write, atomic_write_text
-
+def write_run_config(run_dir: str | Path, config: TrainConfig, dim: int) -> None:
+    """Write the run's resolved config: config.json (read by `load_model` and `--resume`) and
+    config.toml (the same settings, for `diffusion train --config`)."""
     run_dir = Path(run_dir)
-    tensors = {
-        f"model.{k}": v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()
-    }
-    tensors["normalizer.shift"] = trained.normalizer.shift.cpu().contiguous()
-    tensors["normalizer.scale"] = trained.normalizer.scale.cpu().contiguous()
-    atomic_write(run_dir / WEIGHTS, lambda p: save_file(tensors, str(p)))
     meta = {
         "format_version": FORMAT_VERSION,
         "library_version": diffusion.__version__,
-        "dim": trained.dim,
-        "config": trained.config.to_dict(),
+        "dim": dim,
+        "config": config.to_dict(),
     }
     atomic_write_text(run_dir / CONFIG, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(run_dir / CONFIG_TOML, to_toml(config))
 
 
-def load_model(run_dir: str | Path) -> TrainedModel:
-    """Load a run directory written by `save_model`; raises CheckpointError on anything wrong."""
+def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, int]:
+    """The config and data dimension recorded in a run directory."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
-    for name in (CONFIG, WEIGHTS):
-        if not (run_dir / name).is_file():
-            raise CheckpointError(f"{run_dir / name} is missing: is {run_dir} a training run?")
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: is {run_dir} a training run?")
     try:
-        meta = json.loads((run_dir / CONFIG).read_text())
-        config = TrainConfig.from_dict(meta["config"])
-        dim = int(meta["dim"])
+        meta = json.loads(path.read_text())
         version = meta["format_version"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as exc:
-        raise CheckpointError(f"{run_dir / CONFIG} is not a valid run config: {exc}") from None
-    if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} has format version {version!r}; this version of diffusion reads "
+                f"{FORMAT_VERSION} (retrain the run)"
+            )
+        config = TrainConfig.from_dict(meta["config"])
+        dim = meta["dim"]
+        if not (isinstance(dim, int) and dim >= 1):
+            raise TypeError(f"dim must be a positive integer, got {dim!r}")
+    except CheckpointError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid run config: {exc}") from None
+    return config, dim
+
+
+def save_model(run_dir: str | Path, trained: TrainedModel) -> None:
+    """Write the EMA weights and normaliser of `trained` to model.safetensors, atomically."""
+    tensors = {f"model.{k}": v for k, v in trained.model.state_dict().items()}
+    tensors["normalizer.shift"] = trained.normalizer.shift
+    tensors["normalizer.scale"] = trained.normalizer.scale
+    meta = {"kind": MODEL_KIND, "format_version": FORMAT_VERSION, "dim": trained.dim}
+    write_tensor_file(Path(run_dir) / WEIGHTS, tensors, meta)
+
+
+def load_model(run_dir: str | Path) -> TrainedModel:
+    """Load a finished run; raises CheckpointError (one line) on anything wrong."""
+    run_dir = Path(run_dir)
+    config, dim = read_run_config(run_dir)
+    if not (run_dir / WEIGHTS).is_file():
         raise CheckpointError(
-            f"{run_dir / CONFIG} has format version {version}; expected {FORMAT_VERSION}"
+            f"{run_dir / WEIGHTS} is missing: the run has not finished training "
+            f"(continue it with: diffusion train --resume {run_dir})"
         )
-    try:
-        tensors = load_file(str(run_dir / WEIGHTS))
-    except Exception as exc:  # safetensors raises its own error types on corrupt files
+    tensors, meta = read_tensor_file(run_dir / WEIGHTS)
+    if meta.get("kind") != MODEL_KIND or meta.get("dim") != dim:
         raise CheckpointError(
-            f"{run_dir / WEIGHTS} is not a valid safetensors file: {exc}"
-        ) from None
+            f"{run_dir / WEIGHTS} is not this run's model (kind {meta.get('kind')!r}, "
+            f"dim {meta.get('dim')!r}; config.json says dim {dim})"
+        )
     model = build_model(config, dim)
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -117,8 +141,10 @@ def load_model(run_dir: str | Path) -> TrainedModel:
         normalizer = Normalizer(
             shift=tensors["normalizer.shift"], scale=tensors["normalizer.scale"]
         )
+        if normalizer.shift.shape != (dim,) or normalizer.scale.shape != (dim,):
+            raise RuntimeError(f"normaliser of shape {tuple(normalizer.shift.shape)}")
     except (RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{run_dir / WEIGHTS} does not match its config: {first}") from None
     return TrainedModel(
         config=config,
