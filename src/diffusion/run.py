@@ -6,8 +6,14 @@ Run directory layout::
     reverse.gif    particles flowing from noise (t = 1) to data (t = 0)
     samples.png    data and samples side by side
     loss.png       the training loss curve
-    metrics.json   distances to fresh data, their floors and ratios, timings
-    config.json    the resolved configuration (with model.safetensors: the checkpoint)
+    metrics.json   distances to fresh data, their floors and ratios, timings (written last)
+    config.json    the resolved configuration, written before training starts
+    config.toml    the same settings, for `diffusion train --config`
+    model.safetensors   the EMA model, once training has finished
+    checkpoints/   the latest complete training state, for `diffusion train --resume`
+
+Every file is written atomically: a killed run never leaves a truncated file under a final
+name.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from pathlib import Path
 
 import torch
 
-from diffusion.checkpoint import TrainedModel, save_model
+from diffusion.checkpoint import TrainedModel, save_model, write_run_config
 from diffusion.config import TrainConfig
 from diffusion.data import Dataset
 from diffusion.metrics import MetricsReport, compare_to_data
+from diffusion.resume import latest_checkpoint, save_checkpoint
 from diffusion.samplers import SamplerStep
-from diffusion.train import TrainResult, resolve_device, train
+from diffusion.train import NonFiniteLossError, Trainer, TrainingState, TrainResult
 from diffusion.utils import atomic_write_text, make_generator
 from diffusion.viz.gif import reverse_gif, training_gif
 from diffusion.viz.plots import compute_limits, plot_loss, plot_samples
@@ -119,7 +126,8 @@ def write_outputs(run_dir: Path, result: TrainResult, evaluation: EvalResult, re
         "n_samples": int(evaluation.samples.shape[0]),
         "train_seconds": round(result.seconds, 2),
         "sample_seconds": round(evaluation.seconds, 2),
-        "final_loss": float(result.losses[-100:].mean()),
+        "skipped_steps": result.skipped_steps,
+        "final_loss": float(result.losses[-100:].nanmean()),
         **evaluation.metrics.to_dict(),
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -132,17 +140,36 @@ def run_training(
     *,
     progress: bool = True,
     dataset: Dataset | None = None,
+    resume: TrainingState | None = None,
 ) -> dict:
-    """Train with `config`, then write every output into `run_dir`; return the metrics.
+    """Train with `config` (continuing from `resume` if given), then write every output into
+    `run_dir`; return the metrics.
 
-    `dataset` is `config.dataset` already loaded, if the caller has it (else it is loaded).
+    The resolved config is written first; with `config.checkpoint_every` > 0 the training
+    state is checkpointed into run_dir/checkpoints as it goes. `dataset` is `config.dataset`
+    already loaded, if the caller has it (else it is loaded).
     """
     run_dir = Path(run_dir)
-    device = resolve_device(config.device)
-    result = train(config, progress=progress, dataset=dataset)
+    trainer = Trainer(config, dataset)
+    if resume is not None:
+        trainer.load_state(resume)
+    write_run_config(run_dir, config, trainer.dim)
+
+    def checkpoint(t: Trainer) -> None:
+        save_checkpoint(run_dir, t.state())
+
+    try:
+        result = trainer.run(
+            progress=progress, on_checkpoint=checkpoint if config.checkpoint_every else None
+        )
+    except NonFiniteLossError as exc:
+        last = latest_checkpoint(run_dir)
+        note = f"; the last good checkpoint is {last}" if last else "; no checkpoint was written"
+        raise NonFiniteLossError(exc.step, exc.streak, exc.skipped, note) from None
+    device = trainer.device
     trained = TrainedModel(
         config=config, process=result.process, model=result.ema, normalizer=result.normalizer,
-        dim=result.data.shape[1],
+        dim=trainer.dim,
     )  # fmt: skip
     save_model(run_dir, trained)
     evaluation = evaluate(

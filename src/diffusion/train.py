@@ -1,13 +1,24 @@
 """The training loop: AdamW with warmup and cosine decay, gradient clipping, EMA, snapshots.
 
 Everything random comes from generators seeded by `TrainConfig.seed`; the global torch RNG
-is never touched. The loop keeps the loss on the device and syncs with the host only to
-refresh the progress bar, so it runs the same way on CUDA.
+is never touched. The loop keeps the loss on the device and syncs with the host only every
+`SYNC_EVERY` steps (progress bar, non-finite check), so it runs the same way on CUDA.
+
+A `Trainer` can hand out its complete state (`TrainingState`: weights, EMA, optimizer
+moments, the random generator, the data position, the step, the loss record and the
+snapshots) and take it back, so a run resumed from a checkpoint continues bit for bit.
+
+Non-finite guard: a step whose loss or gradient norm is not finite changes nothing (the
+fused AdamW kernel is told through `found_inf`, as with AMP's grad scaler, and the EMA
+update is weighted by zero), is counted, and is recorded as NaN in the loss curve. The check
+runs on the device; every `SYNC_EVERY` steps the host looks at the longest run of skipped
+steps and stops training with `NonFiniteLossError` once it reaches `MAX_NONFINITE_STREAK`.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -16,17 +27,38 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from diffusion.config import TrainConfig
+from diffusion.batches import EpochBatches
+from diffusion.config import TrainConfig, critical_differences
 from diffusion.data import Dataset, get_dataset
 from diffusion.models import TimeMLP
 from diffusion.normalize import Normalizer
 from diffusion.processes import PROCESSES, GaussianProcess
+from diffusion.tensorfile import CheckpointError
 from diffusion.utils import default_device, make_generator
 
 #: offsets that split one user seed into independent streams.
-SEED_DATA, SEED_MODEL, SEED_TRAIN, SEED_SNAPSHOT = 0, 1, 2, 3
+SEED_DATA, SEED_MODEL, SEED_TRAIN, SEED_SNAPSHOT, SEED_ORDER = 0, 1, 2, 3, 7
 #: sampling steps for the frames of training.gif (cheap; the final samples use sample_steps).
 SNAPSHOT_STEPS = 50
+#: the host looks at the loss (progress bar, non-finite check) once per this many steps.
+SYNC_EVERY = 100
+#: this many consecutive non-finite steps stop the run.
+MAX_NONFINITE_STREAK = 10
+#: per-parameter AdamW state, as torch names it.
+OPTIMIZER_KEYS = ("step", "exp_avg", "exp_avg_sq")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss (or gradient) stayed non-finite."""
+
+    def __init__(self, step: int, streak: int, skipped: int, note: str = "") -> None:
+        self.step, self.streak, self.skipped = step, streak, skipped
+        super().__init__(
+            f"training stopped at step {step}: the loss or gradient norm was not finite for "
+            f"{streak} consecutive steps ({skipped} steps skipped in all; skipped steps do not "
+            f"change the weights){note}. Try a lower learning rate, or check the data for NaN "
+            "or inf"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,19 +99,40 @@ def training_points(config: TrainConfig, dataset: Dataset) -> torch.Tensor:
     return dataset.sample(config.n_train, make_generator(config.seed * 16 + SEED_DATA))
 
 
+def data_digest(points: torch.Tensor) -> str:
+    """sha256 of the training points, so a resume can tell that the data changed."""
+    x = points.detach().cpu().to(torch.float32).contiguous()
+    return hashlib.sha256(x.numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to `min_ratio` at the last step."""
+    """Linear warmup to 1, then cosine decay to `min_ratio` at the last step.
+
+    The learning rate is a pure function of the step, so the step is the scheduler's state.
+    """
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, for every parameter."""
-    ema_params = list(ema.parameters())
-    torch._foreach_lerp_(ema_params, list(model.parameters()), 1.0 - decay)
+@dataclass
+class TrainingState:
+    """Everything a run needs to continue exactly where it stopped (all tensors on the CPU)."""
+
+    step: int  # training steps done
+    model: dict[str, torch.Tensor]  # raw weights
+    ema: dict[str, torch.Tensor]  # EMA weights
+    optimizer: list[dict[str, torch.Tensor]]  # AdamW state per parameter (empty before step 1)
+    rng: torch.Tensor  # state of the training generator (times and noise), uint8
+    data_position: int  # training points consumed (see EpochBatches)
+    losses: torch.Tensor  # (step,) loss per step, NaN where a step was skipped
+    snapshots: list[tuple[int, torch.Tensor]]  # frames of training.gif so far
+    skipped: int  # non-finite steps skipped so far
+    seconds: float  # training wall time so far
+    config: dict  # the TrainConfig the state was made with
+    data_sha256: str  # digest of the training points
+    device_type: str  # "cpu" or "cuda": generator states do not move between them
 
 
 @dataclass
@@ -93,9 +146,264 @@ class TrainResult:
     normalizer: Normalizer
     dataset: Dataset
     data: torch.Tensor  # (n, d) the training points, in data space
-    losses: torch.Tensor  # (steps,) training loss per step
+    losses: torch.Tensor  # (steps,) training loss per step (NaN: skipped)
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, samples)
-    seconds: float = 0.0  # wall time of the loop
+    seconds: float = 0.0  # wall time of the loop, summed over resumes
+    skipped_steps: int = 0  # steps skipped because the loss was not finite
+
+
+class Trainer:
+    """One training run: build it from a config, optionally `load_state`, then `run`."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dataset = dataset if dataset is not None else get_dataset(config.dataset)
+        self.process = build_process(config)
+        self.data = training_points(config, self.dataset)
+        self.data_sha256 = data_digest(self.data)
+        self.normalizer = Normalizer.fit(self.data)
+        x = self.normalizer.normalize(self.data).to(self.device)  # (n, d)
+        self.x_train = x
+        n, self.dim = x.shape
+
+        self.model = build_model(config, self.dim).to(self.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # fused: one kernel for the whole update, and it can skip a step on the device.
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+        self.generator = make_generator(config.seed * 16 + SEED_TRAIN, self.device)
+        self.batches = EpochBatches(
+            n, config.batch_size, config.seed * 16 + SEED_ORDER, self.device
+        )
+        self.step = 0
+        self.losses = torch.full((config.steps,), math.nan, device=self.device)
+        self.snapshots: list[tuple[int, torch.Tensor]] = []
+        self.seconds = 0.0
+        self._skipped = torch.zeros((), device=self.device)  # non-finite steps, on the device
+        self._streak = torch.zeros((), device=self.device)  # consecutive ones, now
+        self._worst = torch.zeros((), device=self.device)  # longest streak since the last check
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self) -> TrainingState:
+        """A CPU copy of everything needed to continue (see TrainingState)."""
+
+        def cpu(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to("cpu", copy=True)
+
+        optimizer = []
+        for p in self.model.parameters():
+            entry = self.optimizer.state.get(p, {})
+            optimizer.append({k: cpu(entry[k]) for k in OPTIMIZER_KEYS if k in entry})
+        return TrainingState(
+            step=self.step,
+            model={k: cpu(v) for k, v in self.model.state_dict().items()},
+            ema={k: cpu(v) for k, v in self.ema.state_dict().items()},
+            optimizer=optimizer,
+            rng=self.generator.get_state().clone(),
+            data_position=self.batches.position,
+            losses=cpu(self.losses[: self.step]),
+            snapshots=[(s, x.clone()) for s, x in self.snapshots],
+            skipped=int(self._skipped.item()),
+            seconds=self.seconds,
+            config=self.config.to_dict(),
+            data_sha256=self.data_sha256,
+            device_type=self.device.type,
+        )
+
+    def load_state(self, state: TrainingState) -> None:
+        """Continue from `state`; CheckpointError if it does not belong to this run."""
+        differences = critical_differences(state.config, self.config.to_dict())
+        if differences:
+            raise CheckpointError(f"cannot resume: {differences[0]}")
+        if state.data_sha256 != self.data_sha256:
+            raise CheckpointError(
+                "cannot resume: the training data differ from the data the checkpoint was "
+                f"trained on ({self.config.dataset})"
+            )
+        if state.device_type != self.device.type:
+            raise CheckpointError(
+                f"cannot resume on {self.device.type}: the checkpoint's random state was made on "
+                f"{state.device_type}; resume with --device {state.device_type}"
+            )
+        if state.step > self.config.steps:
+            raise CheckpointError(
+                f"cannot resume: the checkpoint is at step {state.step}, beyond steps = "
+                f"{self.config.steps}"
+            )
+        try:
+            self.model.load_state_dict(state.model, strict=True)
+            self.ema.load_state_dict(state.ema, strict=True)
+            self._load_optimizer(state.optimizer)
+            self.generator.set_state(state.rng)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"checkpoint does not fit this model: {first}") from None
+        self._check_consistent(state)
+        self.step = state.step
+        self.batches.position = state.data_position
+        self.losses[: state.step] = state.losses.to(self.device)
+        self.snapshots = [(s, x.clone()) for s, x in state.snapshots]
+        self._skipped.fill_(state.skipped)
+        self.seconds = state.seconds
+
+    def _check_consistent(self, state: TrainingState) -> None:
+        """Refuse a state whose parts disagree with each other (a damaged or edited file)."""
+        problems = []
+        if state.losses.shape != (state.step,):
+            problems.append(f"{tuple(state.losses.shape)} losses for step {state.step}")
+        if state.data_position != state.step * self.config.batch_size:
+            problems.append(f"data position {state.data_position} at step {state.step}")
+        if not 0 <= state.skipped <= state.step:
+            problems.append(f"{state.skipped} skipped steps of {state.step}")
+        if not (math.isfinite(state.seconds) and state.seconds >= 0):
+            problems.append(f"training time {state.seconds}")
+        updates = state.step - state.skipped
+        for i, entry in enumerate(state.optimizer):
+            if state.step == 0 and entry:
+                problems.append(f"optimizer entry {i} before the first step")
+            elif state.step > 0 and (not entry or entry["step"].item() != updates):
+                problems.append(f"optimizer entry {i} does not record {updates} updates")
+        steps = [s for s, _ in state.snapshots]
+        if steps != sorted(set(steps)) or any(not 1 <= s <= state.step for s in steps):
+            problems.append(f"snapshot steps {steps}")
+        shape = (self.config.snapshot_samples, self.dim)
+        if any(x.shape != shape for _, x in state.snapshots):
+            problems.append(f"snapshots not of shape {shape}")
+        if problems:
+            raise CheckpointError(f"checkpoint is inconsistent: {problems[0]}")
+
+    def _load_optimizer(self, entries: list[dict[str, torch.Tensor]]) -> None:
+        params = list(self.model.parameters())
+        if len(entries) != len(params):
+            raise ValueError(f"{len(entries)} optimizer entries for {len(params)} parameters")
+        self.optimizer.state.clear()
+        for p, entry in zip(params, entries, strict=True):
+            if not entry:
+                continue
+            if set(entry) != set(OPTIMIZER_KEYS):
+                raise ValueError(f"optimizer entry has keys {sorted(entry)}")
+            for key in ("exp_avg", "exp_avg_sq"):
+                if entry[key].shape != p.shape:
+                    raise ValueError(f"optimizer {key} of shape {tuple(entry[key].shape)}")
+            self.optimizer.state[p] = {
+                "step": entry["step"].to(self.device, torch.float32, copy=True),
+                "exp_avg": entry["exp_avg"].to(self.device, p.dtype, copy=True),
+                "exp_avg_sq": entry["exp_avg_sq"].to(self.device, p.dtype, copy=True),
+            }
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def snapshot(self) -> torch.Tensor:
+        """Samples of the EMA model in data space, drawn from the same prior draw every time."""
+        frame_generator = make_generator(self.config.seed * 16 + SEED_SNAPSHOT, self.device)
+        x = self.process.sample(
+            self.ema,
+            (self.config.snapshot_samples, self.dim),
+            sampler=self.config.sampler,
+            steps=min(self.config.sample_steps, SNAPSHOT_STEPS),
+            generator=frame_generator,
+            device=self.device,
+        ).x
+        return self.normalizer.denormalize(x).cpu()
+
+    def check_finite(self) -> None:
+        """Host check: raise NonFiniteLossError if a long run of steps was skipped."""
+        worst = int(self._worst.item())
+        self._worst.zero_()
+        if worst >= MAX_NONFINITE_STREAK:
+            raise NonFiniteLossError(self.step, worst, int(self._skipped.item()))
+
+    def train_step(self) -> None:
+        """One optimisation step (skipped on the device if the loss is not finite)."""
+        config, step = self.config, self.step
+        idx = self.batches.next()
+        loss = self.process.loss(self.model, self.x_train[idx], generator=self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        bad = (~(torch.isfinite(loss) & torch.isfinite(norm))).to(torch.float32)
+        factor = lr_factor(step, config.warmup, config.steps, config.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.lr * factor
+        self.optimizer.found_inf = bad  # the fused kernel leaves everything as is when 1
+        self.optimizer.step()
+        # EMA warmup (as in Tarvainen & Valpola 2017): early weights are not averaged in for
+        # long. A skipped step has weight 0, which leaves the EMA exactly as it was.
+        decay = min(config.ema_decay, (1 + step) / (10 + step))
+        ema_params = list(self.ema.parameters())
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, list(self.model.parameters()), (1 - decay) * (1 - bad))
+        self.losses[step] = loss.detach()
+        self._skipped += bad
+        self._streak.add_(1).mul_(bad)
+        torch.maximum(self._worst, self._streak, out=self._worst)
+        self.step = step + 1
+
+    def run(
+        self,
+        *,
+        progress: bool = True,
+        on_snapshot: Callable[[int, torch.Tensor], None] | None = None,
+        on_checkpoint: Callable[[Trainer], None] | None = None,
+        until: int | None = None,
+    ) -> TrainResult:
+        """Train from the current step to `config.steps` (or to step `until`, to stop early
+        as an interrupted run would) and return the result.
+
+        `on_checkpoint(trainer)` is called every `config.checkpoint_every` steps and after the
+        last step (never after a skipped streak that stops the run).
+        """
+        config = self.config
+        every = config.checkpoint_every
+        start = time.perf_counter()
+        bar = tqdm(
+            total=config.steps, initial=self.step, desc="training", disable=not progress,
+            dynamic_ncols=True,
+        )  # fmt: skip
+        self.model.train()
+        stop = config.steps if until is None else min(until, config.steps)
+        try:
+            while self.step < stop:
+                self.train_step()
+                step, last = self.step, self.step == config.steps
+                checkpoint = on_checkpoint is not None and (last or (every and step % every == 0))
+                if step % SYNC_EVERY == 0 or last or checkpoint:
+                    self.check_finite()
+                    window = self.losses[max(0, step - SYNC_EVERY) : step]
+                    bar.set_postfix(loss=f"{window.nanmean().item():.4f}")
+                    bar.update(step - bar.n)
+                if step % config.snapshot_every == 0 or last or step == 1:
+                    samples = self.snapshot()
+                    self.snapshots.append((step, samples))
+                    if on_snapshot is not None:
+                        on_snapshot(step, samples)
+                if checkpoint:
+                    self.seconds += time.perf_counter() - start
+                    start = time.perf_counter()
+                    on_checkpoint(self)
+        finally:
+            bar.close()
+        self.seconds += time.perf_counter() - start
+        return self.result()
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            config=self.config,
+            process=self.process,
+            model=self.model,
+            ema=self.ema,
+            normalizer=self.normalizer,
+            dataset=self.dataset,
+            data=self.data,
+            losses=self.losses.cpu(),
+            snapshots=list(self.snapshots),
+            seconds=self.seconds,
+            skipped_steps=int(self._skipped.item()),
+        )
 
 
 def train(
@@ -104,77 +412,11 @@ def train(
     progress: bool = True,
     on_snapshot: Callable[[int, torch.Tensor], None] | None = None,
     dataset: Dataset | None = None,
+    resume: TrainingState | None = None,
+    on_checkpoint: Callable[[Trainer], None] | None = None,
 ) -> TrainResult:
-    """Train the EMA model of `config` and return it with the loss curve and the snapshots."""
-    config.validate()
-    device = resolve_device(config.device)
-    if dataset is None:  # callers that already loaded config.dataset pass it in
-        dataset = get_dataset(config.dataset)
-    process = build_process(config)
-    data = training_points(config, dataset)
-    normalizer = Normalizer.fit(data)
-    x_train = normalizer.normalize(data).to(device)  # (n, d)
-    n, dim = x_train.shape
-
-    model = build_model(config, dim).to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, config.warmup, config.steps, config.min_lr_ratio)
-    )
-    generator = make_generator(config.seed * 16 + SEED_TRAIN, device)
-    losses = torch.empty(config.steps, device=device)
-    snapshots: list[tuple[int, torch.Tensor]] = []
-
-    def snapshot(step: int) -> None:
-        # The same prior draw at every snapshot, so the frames of the animation move smoothly.
-        frame_generator = make_generator(config.seed * 16 + SEED_SNAPSHOT, device)
-        x = process.sample(
-            ema,
-            (config.snapshot_samples, dim),
-            sampler=config.sampler,
-            steps=min(config.sample_steps, SNAPSHOT_STEPS),
-            generator=frame_generator,
-            device=device,
-        ).x
-        samples = normalizer.denormalize(x).cpu()
-        snapshots.append((step, samples))
-        if on_snapshot is not None:
-            on_snapshot(step, samples)
-
-    start = time.perf_counter()
-    bar = tqdm(total=config.steps, desc="training", disable=not progress, dynamic_ncols=True)
-    model.train()
-    for step in range(config.steps):
-        idx = torch.randint(0, n, (config.batch_size,), generator=generator, device=device)
-        loss = process.loss(model, x_train[idx], generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        # EMA warmup (as in Tarvainen & Valpola 2017): early weights are not averaged in for long.
-        update_ema(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-        losses[step] = loss.detach()
-        if (step + 1) % 100 == 0 or step + 1 == config.steps:
-            done = step + 1 - bar.n
-            bar.set_postfix(loss=f"{losses[max(0, step - 99) : step + 1].mean().item():.4f}")
-            bar.update(done)
-        if (step + 1) % config.snapshot_every == 0 or step + 1 == config.steps or step == 0:
-            snapshot(step + 1)
-    bar.close()
-    seconds = time.perf_counter() - start
-    return TrainResult(
-        config=config,
-        process=process,
-        model=model,
-        ema=ema,
-        normalizer=normalizer,
-        dataset=dataset,
-        data=data,
-        losses=losses.cpu(),
-        snapshots=snapshots,
-        seconds=seconds,
-    )
+    """Train the EMA model of `config` (from `resume` if given) and return it with its record."""
+    trainer = Trainer(config, dataset)
+    if resume is not None:
+        trainer.load_state(resume)
+    return trainer.run(progress=progress, on_snapshot=on_snapshot, on_checkpoint=on_checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -58,3 +59,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     atomic_write(path, lambda p: p.write_text(text))
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any tuple of ints and strings (sha256), for many independent streams."""
+    text = "\0".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
