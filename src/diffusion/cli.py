@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +18,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 SAMPLE_CHUNK = 65_536  # points sampled at once by `diffusion sample`
+MAX_EVALUATE = 10**7  # samples `diffusion evaluate` holds in memory at once
 
 
 class UsageError(Exception):
@@ -47,7 +51,9 @@ def _number(cast: type, what: str, ok: Callable[[float], bool]) -> Callable[[str
 
 positive_int = _number(int, "a positive integer", lambda v: v >= 1)
 non_negative_int = _number(int, "a non-negative integer", lambda v: v >= 0)
+seed_int = _number(int, "an integer in [0, 4294967295]", lambda v: 0 <= v <= 2**32 - 1)
 positive_float = _number(float, "a positive finite number", lambda v: v > 0)
+finite_float = _number(float, "a finite number", lambda v: True)
 non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 
 
@@ -60,29 +66,50 @@ def build_parser() -> Parser:
     parser = Parser(prog="diffusion", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    train = commands.add_parser("train", help="train a model and write a run directory")
-    train.add_argument("--dataset", default="swissroll", help="toy set name or a .npy/.csv file")
-    train.add_argument("--process", default="ddpm", choices=sorted(PROCESSES))
-    train.add_argument("--steps", type=positive_int, default=None, help="training steps")
-    train.add_argument("--seed", type=non_negative_int, default=0)
+    train = commands.add_parser(
+        "train",
+        help="train a model and write a run directory",
+        description="Train a model. Settings come from the defaults, then --config FILE, then "
+        "the options given here. --resume DIR continues a run from its last checkpoint.",
+    )
+    train.add_argument("--config", help="a .toml or .json file of settings (keys as below)")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     train.add_argument("--out", default=None, help="run directory (default: a new one under runs/)")
-    train.add_argument("--batch-size", type=positive_int, default=None)
-    train.add_argument("--lr", type=positive_float, default=None)
-    train.add_argument("--width", type=positive_int, default=None)
-    train.add_argument("--depth", type=positive_int, default=None)
-    train.add_argument("--diffusion-steps", type=positive_int, default=None, help="DDPM steps T")
-    train.add_argument("--schedule", choices=sorted(BETA_SCHEDULES), default=None)
-    train.add_argument("--beta-start", type=positive_float, default=None)
-    train.add_argument("--beta-end", type=positive_float, default=None)
-    train.add_argument("--zero-terminal-snr", action="store_true", default=None)
-    train.add_argument("--allow-terminal-signal", action="store_true", default=None)
-    train.add_argument("--prediction", choices=TARGETS, default=None)
-    train.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
-    train.add_argument("--sample-steps", type=positive_int, default=None)
-    train.add_argument("--snapshot-every", type=positive_int, default=None)
-    train.add_argument("--eval-samples", type=positive_int, default=None)
-    train.add_argument("--device", default=None, help="auto, cpu or cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", help="toy set name or a .npy/.csv file (default swissroll)")
+    data.add_argument("--n-train", type=positive_int, help="points drawn from a toy set")
+    proc = train.add_argument_group("process")
+    proc.add_argument("--process", choices=sorted(PROCESSES))
+    proc.add_argument("--diffusion-steps", type=positive_int, help="DDPM steps T")
+    proc.add_argument("--schedule", choices=sorted(BETA_SCHEDULES))
+    proc.add_argument("--beta-start", type=finite_float)
+    proc.add_argument("--beta-end", type=finite_float)
+    proc.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction)
+    proc.add_argument("--allow-terminal-signal", action=argparse.BooleanOptionalAction)
+    proc.add_argument("--prediction", choices=TARGETS)
+    net = train.add_argument_group("network and optimisation")
+    net.add_argument("--width", type=positive_int)
+    net.add_argument("--depth", type=positive_int)
+    net.add_argument("--steps", type=positive_int, help="training steps")
+    net.add_argument("--batch-size", type=positive_int)
+    net.add_argument("--lr", type=positive_float, help="peak learning rate")
+    net.add_argument("--warmup", type=non_negative_int, help="warmup steps")
+    net.add_argument("--min-lr-ratio", type=finite_float, help="final lr / peak lr, in [0, 1)")
+    net.add_argument("--weight-decay", type=non_negative_float)
+    net.add_argument("--grad-clip", type=positive_float, help="max gradient norm")
+    net.add_argument("--ema-decay", type=finite_float, help="in [0, 1)")
+    net.add_argument("--seed", type=seed_int)
+    net.add_argument("--device", help="auto, cpu or cuda[:N]")
+    out = train.add_argument_group("sampling, pictures and checkpoints")
+    out.add_argument("--sampler", choices=sorted(SAMPLERS))
+    out.add_argument("--sample-steps", type=positive_int)
+    out.add_argument("--snapshot-every", type=positive_int, help="steps between GIF frames")
+    out.add_argument("--snapshot-samples", type=positive_int, help="points per GIF frame")
+    out.add_argument("--eval-samples", type=positive_int)
+    out.add_argument(
+        "--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: none)"
+    )
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("--run", required=True, help="run directory written by `diffusion train`")
@@ -95,7 +122,7 @@ def build_parser() -> Parser:
     sample.add_argument(
         "--variance", choices=("posterior", "beta"), default=None, help="ancestral variance"
     )
-    sample.add_argument("--seed", type=non_negative_int, default=0)
+    sample.add_argument("--seed", type=seed_int, default=0)
     sample.add_argument("--out", required=True, help="output .npy file, an (n, d) float32 array")
 
     evaluate = commands.add_parser(
@@ -107,16 +134,16 @@ def build_parser() -> Parser:
     )
     evaluate.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
     evaluate.add_argument("--steps", type=positive_int, default=None)
-    evaluate.add_argument("--seed", type=non_negative_int, default=1)
+    evaluate.add_argument("--seed", type=seed_int, default=1)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
-TRAIN_FIELDS = (
-    "dataset", "process", "steps", "seed", "batch_size", "lr", "width", "depth", "diffusion_steps",
-    "schedule", "beta_start", "beta_end", "zero_terminal_snr", "allow_terminal_signal", "prediction",
-    "sampler", "sample_steps", "snapshot_every", "eval_samples", "device",
-)  # fmt: skip
+def train_overrides(args: argparse.Namespace) -> dict:
+    """The config settings given as options (those left out stay None and are not returned)."""
+    from diffusion.config import FIELD_KINDS
+
+    return {k: getattr(args, k) for k in FIELD_KINDS if getattr(args, k, None) is not None}
 
 
 def format_metrics(metrics: dict) -> str:
@@ -128,28 +155,118 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from diffusion.config import TrainConfig
-    from diffusion.data import get_dataset
-    from diffusion.run import new_run_dir, run_training
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists."""
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_writable(path: Path, option: str, *, directory: bool) -> None:
+    """Refuse, before any compute, an output path that cannot be created where it points."""
+    if path.exists() and path.is_dir() != directory:
+        kind = "a directory" if path.is_dir() else "a file"
+        raise UsageError(f"{option} {str(path)!r} is {kind}")
+    parent = nearest_existing(path.parent)
+    if not parent.is_dir():
+        raise UsageError(f"{option} {str(path)!r}: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {str(path)!r}: cannot write in {str(parent)!r}")
+
+
+def check_process(config) -> None:
+    """Build the config's process once, so schedule problems surface before any training."""
+    from diffusion.config import ConfigError
     from diffusion.train import build_process
 
-    overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
-    config = TrainConfig.from_dict(overrides)
-    # Check everything that can be checked before any compute or any file is written.
-    dataset = get_dataset(config.dataset)
-    build_process(config)
-    run_dir = Path(args.out) if args.out else new_run_dir()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {str(run_dir)!r} exists and is not a directory")
-    if (run_dir / "config.json").exists():
-        raise UsageError(f"--out {str(run_dir)!r} already holds a run; choose another directory")
-    print(f"training {config.process} on {config.dataset} for {config.steps} steps -> {run_dir}")
-    metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset)
+    try:
+        build_process(config)
+    except ValueError as exc:
+        raise ConfigError(f"{config.process}: {exc}") from None
+
+
+def print_result(metrics: dict, run_dir: Path) -> None:
     print(f"trained in {metrics['train_seconds']:.1f} s; {metrics['n_samples']} samples in "
           f"{metrics['sample_seconds']:.1f} s ({metrics['nfe']} network evaluations)")  # fmt: skip
+    if metrics.get("skipped_steps"):
+        print(f"warning: {metrics['skipped_steps']} steps were skipped (non-finite loss)")
     print(format_metrics(metrics))
     print(f"outputs written to {run_dir}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from diffusion.config import TrainConfig, read_config_file
+    from diffusion.data import get_dataset
+    from diffusion.run import new_run_dir, run_training
+
+    if args.resume is not None:
+        if args.out is not None:
+            raise UsageError("--resume DIR continues the run in DIR; leave out --out")
+        return resume_training(args)
+    values = read_config_file(args.config) if args.config else {}
+    values.update(train_overrides(args))
+    config = TrainConfig.from_dict(values)
+    # Check everything that can be checked before any compute or any file is written.
+    dataset = get_dataset(config.dataset)
+    check_process(config)
+    run_dir = Path(args.out) if args.out else new_run_dir()
+    check_writable(run_dir, "--out", directory=True)
+    if (run_dir / "config.json").exists():
+        raise UsageError(
+            f"--out {str(run_dir)!r} already holds a run; continue it with --resume "
+            f"{run_dir} or choose another directory"
+        )
+    print(f"training {config.process} on {config.dataset} for {config.steps} steps -> {run_dir}")
+    metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset)
+    print_result(metrics, run_dir)
+    return 0
+
+
+def resume_training(args: argparse.Namespace) -> int:
+    """`diffusion train --resume DIR`: continue from the run's latest checkpoint."""
+    from diffusion.checkpoint import read_run_config
+    from diffusion.config import (
+        TrainConfig,
+        critical_differences,
+        read_config_file,
+        resumable_changes,
+    )
+    from diffusion.data import get_dataset
+    from diffusion.resume import latest_checkpoint, load_checkpoint, remove_temporary_files
+    from diffusion.run import run_training
+
+    run_dir = Path(args.resume)
+    old, dim = read_run_config(run_dir)
+    values = old.to_dict()
+    if args.config:
+        values.update(read_config_file(args.config))
+    values.update(train_overrides(args))
+    config = TrainConfig.from_dict(values)
+    problems = critical_differences(old.to_dict(), config.to_dict())
+    if problems:
+        raise UsageError(f"cannot resume {run_dir}: {problems[0]}")
+    dataset = get_dataset(config.dataset)
+    if dataset.dim != dim:
+        raise UsageError(f"cannot resume: {config.dataset} now has dimension {dataset.dim}, "
+                         f"the run was trained on dimension {dim}")  # fmt: skip
+    check_process(config)
+    path = latest_checkpoint(run_dir)
+    state = load_checkpoint(path) if path is not None else None
+    done = state.step if state is not None else 0
+    if done > config.steps:
+        raise UsageError(f"--steps {config.steps} is below the checkpoint's step {done}")
+    if done == config.steps and (run_dir / "metrics.json").is_file():
+        print(f"{run_dir} has already finished all {config.steps} steps; nothing to do "
+              "(give a larger --steps to train longer)")  # fmt: skip
+        return 0
+    remove_temporary_files(run_dir)  # leftovers of writes a killed process never finished
+    for change in resumable_changes(old.to_dict(), config.to_dict()):
+        print(f"changed on resume: {change}")
+    where = f"step {done} ({path})" if state is not None else "step 0 (no checkpoint yet)"
+    print(f"resuming {run_dir} from {where}; training to step {config.steps}")
+    metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset, resume=state)
+    print_result(metrics, run_dir)
     return 0
 
 
@@ -178,6 +295,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npy":
         raise UsageError(f"--out must name a .npy file, got {args.out!r}")
+    check_writable(out, "--out", directory=False)
     trained = load_model(args.run)
     sampler = args.sampler or trained.config.sampler
     options = sampler_options(args)
@@ -186,21 +304,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if "variance" in options and sampler != "ancestral":
         raise UsageError("--variance applies to the ancestral sampler only")
     steps = sampling_steps(args.steps, trained)
+    needed = args.n * trained.dim * 4 + 4096
+    free = shutil.disk_usage(nearest_existing(out.parent)).free
+    if needed > free:
+        raise UsageError(f"--n {args.n} needs {needed / 2**30:.1f} GiB for {args.out!r}, but "
+                         f"only {free / 2**30:.1f} GiB are free there")  # fmt: skip
     device = default_device()
     generator = make_generator(args.seed, device)
-    array = np.empty((args.n, trained.dim), dtype=np.float32)
-    # Chunks keep memory bounded for millions of points; one generator runs through them all.
-    starts = range(0, args.n, SAMPLE_CHUNK)
-    for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
-        size = min(SAMPLE_CHUNK, args.n - start)
-        result = trained.sample(
-            size, sampler=sampler, steps=steps, generator=generator, device=device, **options
-        )
-        array[start : start + size] = result.x.cpu().numpy()
-    atomic_write(out, lambda p: np.save(p, array))
-    print(
-        f"wrote {args.n} samples of dimension {trained.dim} to {out} ({result.nfe} NFE per sample)"
-    )
+    nfe = 0
+
+    def write(tmp: Path) -> None:
+        # Samples go straight into a memory-mapped .npy, chunk by chunk: memory stays bounded
+        # for any n, and one generator runs through all chunks.
+        nonlocal nfe
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(args.n, trained.dim))  # fmt: skip
+        starts = range(0, args.n, SAMPLE_CHUNK)
+        for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
+            size = min(SAMPLE_CHUNK, args.n - start)
+            result = trained.sample(
+                size, sampler=sampler, steps=steps, generator=generator, device=device, **options
+            )
+            array[start : start + size] = result.x.cpu().numpy()
+            nfe = result.nfe
+        array.flush()
+        del array
+
+    atomic_write(out, write)
+    print(f"wrote {args.n} samples of dimension {trained.dim} to {out} ({nfe} NFE per sample)")
     return 0
 
 
@@ -210,6 +341,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from diffusion.run import evaluate
     from diffusion.utils import default_device
 
+    if args.n is not None and args.n > MAX_EVALUATE:
+        raise UsageError(f"--n must be at most {MAX_EVALUATE:_} for evaluate (samples are held "
+                         f"in memory), got {args.n:_}")  # fmt: skip
     trained = load_model(args.run)
     steps = sampling_steps(args.steps, trained)
     dataset = get_dataset(trained.config.dataset)
@@ -234,10 +368,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffusion.checkpoint import CheckpointError
     from diffusion.config import ConfigError
     from diffusion.data import DataError
+    from diffusion.train import NonFiniteLossError
 
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
+    except NonFiniteLossError as exc:  # not bad input: training itself failed
+        print(f"diffusion: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILURE
     except (UsageError, ConfigError, DataError, CheckpointError, ValueError) as exc:
         message = " ".join(str(exc).split())  # always one line
         print(f"diffusion: error: {message}", file=sys.stderr)

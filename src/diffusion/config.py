@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import math
+import re
+import tomllib
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from diffusion.parametrize import TARGETS
 from diffusion.processes import PROCESSES
@@ -13,6 +20,7 @@ from diffusion.processes.schedules import BETA_SCHEDULES
 from diffusion.samplers import SAMPLERS
 
 DEFAULT_SAMPLE_STEPS = 200  # enough for ancestral sampling to sit near the floor here
+MAX_SEED = 2**32 - 1  # seeds are split into streams (seed * 16 + k), which must fit in 64 bits
 
 
 class ConfigError(ValueError):
@@ -56,16 +64,24 @@ class TrainConfig:
     snapshot_every: int = 250  # training steps between frames of training.gif
     snapshot_samples: int = 2000  # points per frame
     eval_samples: int = 10_000  # points sampled for the final metrics (evaluate --n for more)
+    # Checkpoints: every this many steps (and after the last) the complete training state is
+    # saved to checkpoints/ in the run directory, so `diffusion train --resume` can continue
+    # bit for bit. 0 turns them off.
+    checkpoint_every: int = 1000
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Build from a mapping (hyphens in keys read as underscores); unknown keys are errors."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a table of settings, got {type(values).__name__}")
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(values) - set(FIELD_KINDS))
         if unknown:
-            raise ConfigError(f"unknown config key {unknown[0]!r}")
+            close = difflib.get_close_matches(unknown[0], FIELD_KINDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {unknown[0]!r}{hint}")
         config = cls(**values)
         config.validate()
         return config
@@ -74,56 +90,202 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> TrainConfig:
-        """Raise ConfigError naming the first bad field; return self when all is well."""
-        if self.sample_steps is None and isinstance(self.diffusion_steps, int):
+        """Raise ConfigError naming the first bad field; return self when all is well.
+
+        Checks, in order: each field's type (no NaN or inf), its range, then combinations.
+        """
+        for name, (kind, optional) in FIELD_KINDS.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if not _is_kind(value, kind):
+                raise ConfigError(f"{name} must be {KIND_NAMES[kind]}, got {value!r}")
+            if kind == "float":
+                setattr(self, name, float(value))
+        if self.sample_steps is None:
             self.sample_steps = min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)  # resolve once
         positive = (
             "n_train", "diffusion_steps", "width", "depth", "steps", "batch_size",
             "sample_steps", "snapshot_every", "snapshot_samples", "eval_samples",
         )  # fmt: skip
         for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("warmup", "seed", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, most in LIMITS.items():
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} must be at most {most:_}, got {getattr(self, name):_}")
         for name in ("lr", "grad_clip"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         for name in ("ema_decay", "min_lr_ratio"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value < 1):
-                raise ConfigError(f"{name} must lie in [0, 1), got {value!r}")
-        if not (isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay < math.inf):
-            raise ConfigError(
-                f"weight_decay must be a non-negative number, got {self.weight_decay!r}"
-            )
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ConfigError(f"warmup must be a non-negative integer, got {self.warmup!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         for name in ("beta_start", "beta_end"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and 0 < value < 1):
-                raise ConfigError(f"{name} must lie in (0, 1), got {value!r}")
-        if self.schedule not in BETA_SCHEDULES:
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"{name} must lie in (0, 1), got {value}")
+        choices = {
+            "schedule": sorted(BETA_SCHEDULES),
+            "process": list(PROCESSES),
+            "sampler": list(SAMPLERS),
+            "prediction": list(TARGETS),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        self._check_combinations()
+        return self
+
+    def _check_combinations(self) -> None:
+        if self.schedule == "cosine":
+            for name in ("beta_start", "beta_end"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"{name} applies to the linear, sigmoid and quadratic schedules; "
+                        "the cosine schedule has no beta endpoints"
+                    )
+        if (
+            self.beta_start is not None
+            and self.beta_end is not None
+            and self.beta_start >= self.beta_end
+        ):
             raise ConfigError(
-                f"schedule must be one of {', '.join(sorted(BETA_SCHEDULES))}, got {self.schedule!r}"
+                f"beta_start ({self.beta_start}) must be below beta_end ({self.beta_end})"
             )
-        if self.process not in PROCESSES:
+        if self.zero_terminal_snr and self.prediction == "eps":
             raise ConfigError(
-                f"process must be one of {', '.join(PROCESSES)}, got {self.process!r}"
-            )
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.prediction not in TARGETS:
-            raise ConfigError(
-                f"prediction must be one of {', '.join(TARGETS)}, got {self.prediction!r}"
+                "zero_terminal_snr cannot be combined with prediction = 'eps': at t = 1 no "
+                "signal is left to recover; use prediction = 'v' or 'x0'"
             )
         if self.sample_steps > self.diffusion_steps:
             raise ConfigError(
                 f"sample_steps ({self.sample_steps}) cannot exceed diffusion_steps "
                 f"({self.diffusion_steps})"
             )
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+        if self.device not in ("auto", "cpu") and re.fullmatch(r"cuda(:\d+)?", self.device) is None:
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        return self
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device is {self.device!r} but CUDA is not available here")
+
+
+#: upper bounds that keep a typo (an extra zero or ten) from allocating the machine away.
+LIMITS = {
+    "n_train": 10**8,
+    "diffusion_steps": 10**6,
+    "width": 2**16,
+    "depth": 1000,
+    "steps": 10**8,
+    "batch_size": 10**7,
+    "snapshot_samples": 10**7,
+    "eval_samples": 10**8,
+    "seed": MAX_SEED,
+}
+
+
+def _annotation_kind(annotation: str) -> tuple[str, bool]:
+    """("int" | "float" | "str" | "bool", optional) from a field annotation such as "int | None"."""
+    parts = [p.strip() for p in annotation.split("|")]
+    optional = "None" in parts
+    (kind,) = [p for p in parts if p != "None"]
+    return kind, optional
+
+
+#: each field's kind and whether None is allowed, read from the annotations above.
+FIELD_KINDS: dict[str, tuple[str, bool]] = {
+    f.name: _annotation_kind(str(f.type)) for f in fields(TrainConfig)
+}
+KIND_NAMES = {
+    "int": "an integer",
+    "float": "a finite number",
+    "str": "a string",
+    "bool": "true or false",
+}
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+#: settings that may change when a run is resumed; every other one must stay as it was.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema_decay",
+        "sampler", "sample_steps", "snapshot_every", "eval_samples", "checkpoint_every",
+        "device", "allow_terminal_signal",
+    }
+)  # fmt: skip
+
+
+def critical_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Why a run made with config `old` cannot continue under `new` (empty: it can)."""
+    problems = []
+    for name in FIELD_KINDS:
+        if name not in RESUMABLE_CHANGES and old.get(name) != new.get(name):
+            problems.append(
+                f"{name} differs (the run has {old.get(name)!r}, now {new.get(name)!r}); "
+                f"{name} cannot change when resuming: start a new run instead"
+            )
+    return problems
+
+
+def resumable_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The allowed settings that differ, as "name: old -> new"."""
+    return [
+        f"{name}: {old.get(name)!r} -> {new.get(name)!r}"
+        for name in sorted(RESUMABLE_CHANGES)
+        if old.get(name) != new.get(name)
+    ]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a .toml or .json file (flat keys mirroring the options); ConfigError if bad."""
+    path = Path(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(f"config file must be .toml or .json, got {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a table of settings")
+    for key, value in values.items():
+        if isinstance(value, dict | list):
+            raise ConfigError(f"config file {path}: {key!r} must be a single value, not a table")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The config as a flat TOML file that `--config` reads back (None values are left out)."""
+    lines = ["# diffusion train --config this-file (options given on the command line win)"]
+    for name, value in config.to_dict().items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = json.dumps(value)  # a JSON string is a valid TOML basic string
+        else:
+            text = repr(value)
+        lines.append(f"{name} = {text}")
+    return "\n".join(lines) + "\n"
