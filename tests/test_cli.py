@@ -36,7 +36,7 @@ BAD_TRAIN = [
     ["--schedule", "nosuchschedule"],
     ["--beta-end", "1.5"],
     ["--beta-start", "0"],
-    ["--prediction", "score"],
+    ["--prediction", "noise"],
     ["--sampler", "nosuchsampler"],
     ["--sample-steps", "0"],
     ["--sample-steps", "2000"],

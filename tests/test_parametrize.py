@@ -36,8 +36,11 @@ def test_target_then_prediction_recovers_x0_and_eps(target: str) -> None:
     x0, eps, alpha, sigma = random_path(0)
     assert bool(((alpha**2 + sigma**2 - 1).abs() > 0.1).float().mean() > 0.9)  # mostly non-VP
     x_t = alpha * x0 + sigma * eps
-    output = target_from(target, x0, eps, alpha, sigma)
-    pred = prediction_from(target, output, x_t, alpha, sigma)
+    generator = torch.Generator().manual_seed(9)
+    d_alpha = -3 * torch.rand(alpha.shape, generator=generator, dtype=torch.float64)
+    d_sigma = 0.1 + 3 * torch.rand(alpha.shape, generator=generator, dtype=torch.float64)
+    output = target_from(target, x0, eps, alpha, sigma, d_alpha, d_sigma)
+    pred = prediction_from(target, output, x_t, alpha, sigma, d_alpha, d_sigma)
     torch.testing.assert_close(pred.x0, x0, rtol=0, atol=1e-10)
     torch.testing.assert_close(pred.eps, eps, rtol=0, atol=1e-10)
 
@@ -46,10 +49,17 @@ def test_targets_have_their_textbook_values() -> None:
     x0, eps, alpha, sigma = random_path(1)
     assert torch.equal(target_from("eps", x0, eps, alpha, sigma), eps)
     assert torch.equal(target_from("x0", x0, eps, alpha, sigma), x0)
-    # v = alpha eps - sigma x0 (Salimans & Ho 2022, Sec. 4).
+    # v = (alpha eps - sigma x0) / sqrt(alpha^2 + sigma^2) (Salimans & Ho 2022, Sec. 4, r = 1).
+    r = (alpha**2 + sigma**2).sqrt()
     torch.testing.assert_close(
-        target_from("v", x0, eps, alpha, sigma), alpha * eps - sigma * x0, rtol=0, atol=1e-14
+        target_from("v", x0, eps, alpha, sigma), (alpha * eps - sigma * x0) / r, rtol=0, atol=1e-14
     )
+    # velocity = alpha' x0 + sigma' eps; for flow matching (alpha = 1 - t, sigma = t): eps - x0.
+    one = torch.ones_like(alpha)
+    torch.testing.assert_close(
+        target_from("velocity", x0, eps, alpha, sigma, -one, one), eps - x0, rtol=0, atol=0
+    )
+    torch.testing.assert_close(target_from("score", x0, eps, alpha, sigma), -eps / sigma)
 
 
 def test_vp_v_is_the_angular_velocity() -> None:
@@ -68,7 +78,7 @@ def test_vp_v_is_the_angular_velocity() -> None:
     torch.testing.assert_close(v, derivative, rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("bad", ["score", "epsilon", ""])
+@pytest.mark.parametrize("bad", ["noise", "epsilon", ""])
 def test_unknown_targets_raise(bad: str) -> None:
     x0, eps, alpha, sigma = random_path(3, shape=(2, 2))
     with pytest.raises(ValueError, match="unknown prediction target"):
@@ -144,8 +154,16 @@ def test_denoiser_counts_calls_and_converts(target: str) -> None:
             x0, eps = (x_t - sigma * output) / alpha, output
         elif target == "x0":
             x0, eps = output, (x_t - alpha * output) / sigma
-        else:  # alpha^2 + sigma^2 = 1 for DDPM: x0 = alpha x_t - sigma v, eps = sigma x_t + alpha v.
+        elif target == "v":  # alpha^2 + sigma^2 = 1 for DDPM: x0 = alpha x_t - sigma v, ...
             x0, eps = alpha * x_t - sigma * output, sigma * x_t + alpha * output
+        elif target == "score":
+            eps = -sigma * output
+            x0 = (x_t - sigma * eps) / alpha
+        else:  # velocity: the derivatives of the interpolated alpha_bar table, by autograd
+            tt = torch.tensor(float(t.reshape(-1)[0]), dtype=torch.float64)
+            da, ds = process.d_alpha(tt).item(), process.d_sigma(tt).item()
+            det = alpha * ds - sigma * da
+            x0, eps = (ds * x_t - sigma * output) / det, (alpha * output - da * x_t) / det
         torch.testing.assert_close(pred.x0, x0, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(pred.eps, eps, rtol=1e-10, atol=1e-12)
         # The two always satisfy x_t = alpha x0 + sigma eps.

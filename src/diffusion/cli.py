@@ -57,7 +57,31 @@ finite_float = _number(float, "a finite number", lambda v: True)
 non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 
 
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """--sampler, --steps, --grid and every sampler's own options."""
+    from diffusion.grids import GRIDS
+    from diffusion.samplers import SAMPLERS
+
+    parser.add_argument("--sampler", choices=list(SAMPLERS), default=None)
+    parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps")
+    parser.add_argument(
+        "--grid", choices=GRIDS, default=None, help="time grid (default: the run's)"
+    )
+    group = parser.add_argument_group("sampler options (each applies to the samplers named)")
+    group.add_argument("--eta", type=non_negative_float, help="ddim: noise (0: deterministic)")
+    group.add_argument("--variance", choices=("posterior", "beta"), help="ancestral: variance")
+    group.add_argument("--variable", choices=("sigma", "t"), help="euler, heun: ODE variable")
+    group.add_argument("--churn", type=non_negative_float, help="heun: S_churn (EDM)")
+    group.add_argument("--snr", type=positive_float, help="pc: corrector signal-to-noise ratio")
+    group.add_argument("--corrector-steps", type=non_negative_int, help="pc: Langevin steps")
+    group.add_argument("--step-size", type=positive_float, help="langevin: step / sigma^2")
+    group.add_argument("--langevin-steps", type=positive_int, help="langevin: steps per level")
+    group.add_argument("--rtol", type=positive_float, help="rk45: relative tolerance")
+    group.add_argument("--atol", type=positive_float, help="rk45: absolute tolerance")
+
+
 def build_parser() -> Parser:
+    from diffusion.grids import GRIDS
     from diffusion.parametrize import TARGETS
     from diffusion.processes import PROCESSES
     from diffusion.processes.schedules import BETA_SCHEDULES
@@ -88,6 +112,8 @@ def build_parser() -> Parser:
     proc.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction)
     proc.add_argument("--allow-terminal-signal", action=argparse.BooleanOptionalAction)
     proc.add_argument("--prediction", choices=TARGETS)
+    proc.add_argument("--sigma-min", type=positive_float, help="ve and edm: lowest noise level")
+    proc.add_argument("--sigma-max", type=positive_float, help="ve and edm: highest noise level")
     net = train.add_argument_group("network and optimisation")
     net.add_argument("--width", type=positive_int)
     net.add_argument("--depth", type=positive_int)
@@ -104,6 +130,7 @@ def build_parser() -> Parser:
     out = train.add_argument_group("sampling, pictures and checkpoints")
     out.add_argument("--sampler", choices=sorted(SAMPLERS))
     out.add_argument("--sample-steps", type=positive_int)
+    out.add_argument("--sample-grid", choices=GRIDS, help="time grid for sampling")
     out.add_argument("--snapshot-every", type=positive_int, help="steps between GIF frames")
     out.add_argument("--snapshot-samples", type=positive_int, help="points per GIF frame")
     out.add_argument("--eval-samples", type=positive_int)
@@ -114,14 +141,7 @@ def build_parser() -> Parser:
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("--run", required=True, help="run directory written by `diffusion train`")
     sample.add_argument("--n", type=positive_int, required=True, help="number of samples")
-    sample.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
-    sample.add_argument("--steps", type=positive_int, default=None, help="sampling steps")
-    sample.add_argument(
-        "--eta", type=non_negative_float, default=None, help="DDIM noise (0: deterministic)"
-    )
-    sample.add_argument(
-        "--variance", choices=("posterior", "beta"), default=None, help="ancestral variance"
-    )
+    add_sampling_options(sample)
     sample.add_argument("--seed", type=seed_int, default=0)
     sample.add_argument("--out", required=True, help="output .npy file, an (n, d) float32 array")
 
@@ -132,8 +152,7 @@ def build_parser() -> Parser:
     evaluate.add_argument(
         "--n", type=positive_int, default=None, help="samples (default: the run's)"
     )
-    evaluate.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
-    evaluate.add_argument("--steps", type=positive_int, default=None)
+    add_sampling_options(evaluate)
     evaluate.add_argument("--seed", type=seed_int, default=1)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -270,22 +289,38 @@ def resume_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def sampler_options(args: argparse.Namespace) -> dict:
-    """Sampler options given on the command line, checked against the sampler that uses them."""
-    options = {}
-    if args.eta is not None:
-        options["eta"] = args.eta
-    if args.variance is not None:
-        options["variance"] = args.variance
+def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
+    """Sampler options given on the command line; each must be one `sampler` takes."""
+    from diffusion.samplers import SAMPLER_OPTIONS
+
+    names = ("eta", "variance", "variable", "churn", "snr", "corrector_steps", "step_size",
+             "langevin_steps", "rtol", "atol")  # fmt: skip
+    options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    for name in options:
+        if name not in SAMPLER_OPTIONS[sampler]:
+            users = [s for s, opts in SAMPLER_OPTIONS.items() if name in opts]
+            option = "--" + name.replace("_", "-")
+            raise UsageError(f"{option} applies to the {' and '.join(users)} sampler"
+                             f"{'s' if len(users) > 1 else ''} only, not {sampler}")  # fmt: skip
     return options
 
 
 def sampling_steps(requested: int | None, trained) -> int:
-    """--steps, or the run's own sampling steps; at most the run's number of diffusion steps."""
+    """--steps, or the run's own sampling steps; for ddpm at most its diffusion steps."""
     steps = requested or trained.config.sample_steps
-    if steps > trained.config.diffusion_steps:
+    if trained.config.process == "ddpm" and steps > trained.config.diffusion_steps:
         raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
     return steps
+
+
+def check_grid(trained, steps: int, grid: str) -> None:
+    """Build the grid once, so a grid the process cannot take fails before sampling."""
+    from diffusion.grids import make_grid
+
+    try:
+        make_grid(trained.process, steps, grid)
+    except ValueError as exc:
+        raise UsageError(f"--grid {grid}: {exc}") from None
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -298,12 +333,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_writable(out, "--out", directory=False)
     trained = load_model(args.run)
     sampler = args.sampler or trained.config.sampler
-    options = sampler_options(args)
-    if "eta" in options and sampler != "ddim":
-        raise UsageError("--eta applies to the ddim sampler only")
-    if "variance" in options and sampler != "ancestral":
-        raise UsageError("--variance applies to the ancestral sampler only")
+    options = sampler_options(args, sampler)
     steps = sampling_steps(args.steps, trained)
+    grid = args.grid or trained.config.sample_grid
+    check_grid(trained, steps, grid)
     needed = args.n * trained.dim * 4 + 4096
     free = shutil.disk_usage(nearest_existing(out.parent)).free
     if needed > free:
@@ -323,8 +356,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
             size = min(SAMPLE_CHUNK, args.n - start)
             result = trained.sample(
-                size, sampler=sampler, steps=steps, generator=generator, device=device, **options
-            )
+                size, sampler=sampler, steps=steps, grid=grid, generator=generator,
+                device=device, **options,
+            )  # fmt: skip
             array[start : start + size] = result.x.cpu().numpy()
             nfe = result.nfe
         array.flush()
@@ -345,11 +379,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--n must be at most {MAX_EVALUATE:_} for evaluate (samples are held "
                          f"in memory), got {args.n:_}")  # fmt: skip
     trained = load_model(args.run)
+    sampler = args.sampler or trained.config.sampler
+    options = sampler_options(args, sampler)
     steps = sampling_steps(args.steps, trained)
+    grid = args.grid or trained.config.sample_grid
+    check_grid(trained, steps, grid)
     dataset = get_dataset(trained.config.dataset)
     result = evaluate(
         trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
-        sampler=args.sampler, steps=steps, device=default_device(),
+        sampler=sampler, steps=steps, grid=grid, device=default_device(), **options,
     )  # fmt: skip
     metrics = result.metrics.to_dict()
     if args.json:

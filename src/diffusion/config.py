@@ -14,13 +14,23 @@ from typing import Any
 
 import torch
 
+from diffusion.grids import GRIDS
 from diffusion.parametrize import TARGETS
 from diffusion.processes import PROCESSES
 from diffusion.processes.schedules import BETA_SCHEDULES
 from diffusion.samplers import SAMPLERS
 
 DEFAULT_SAMPLE_STEPS = 200  # enough for ancestral sampling to sit near the floor here
-MAX_SEED = 2**32 - 1  # seeds are split into streams (seed * 16 + k), which must fit in 64 bits
+MAX_SEED = 2**32 - 1
+#: per process: (prediction target, sampler, sampling steps; None: min(200, T)).
+PROCESS_DEFAULTS = {
+    "ddpm": ("v", "ancestral", None),
+    "vp": ("v", "dpm-solver++", 50),
+    "subvp": ("v", "dpm-solver++", 50),
+    "ve": ("v", "heun", 50),
+    "edm": ("v", "heun", 32),  # the paper's 18 left SW 1.5 on the thin swiss roll; 32: 1.18
+    "flow": ("velocity", "heun", 25),
+}  # seeds are split into streams (seed * 16 + k), which must fit in 64 bits
 
 
 class ConfigError(ValueError):
@@ -44,7 +54,12 @@ class TrainConfig:
     beta_end: float | None = None  # None: 0.02 scaled by 1000/T
     zero_terminal_snr: bool = False  # rescale betas so alpha_bar_T = 0 (Lin et al. 2023)
     allow_terminal_signal: bool = False  # accept a schedule that leaves signal at t = 1
-    prediction: str = "v"  # network target: eps, x0 or v
+    # Network target: eps, x0, v, velocity or score; None: the process's default (v, and
+    # velocity for flow matching).
+    prediction: str | None = None
+    # Continuous noise levels of the ve and edm processes; None: the process's defaults.
+    sigma_min: float | None = None
+    sigma_max: float | None = None
     # The network: a residual MLP with a sinusoidal step embedding.
     width: int = 64  # 64 trains ~35% faster per step than 96 on CPU, at the same quality here
     depth: int = 3
@@ -58,9 +73,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm
     ema_decay: float = 0.999  # EMA of the weights, used for every sample we draw
     # Sampling during and after training.
-    sampler: str = "ancestral"
-    # Sampling steps (a trailing subsequence of the T steps); None: min(200, diffusion_steps).
+    sampler: str | None = None  # None: the process's default (ancestral for ddpm, heun for edm)
+    # Sampling steps; None: min(200, diffusion_steps) for ddpm, else the process's default.
     sample_steps: int | None = None
+    sample_grid: str = "uniform"  # time grid: uniform, quadratic, karras or logsnr
     snapshot_every: int = 250  # training steps between frames of training.gif
     snapshot_samples: int = 2000  # points per frame
     eval_samples: int = 10_000  # points sampled for the final metrics (evaluate --n for more)
@@ -102,8 +118,24 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be {KIND_NAMES[kind]}, got {value!r}")
             if kind == "float":
                 setattr(self, name, float(value))
-        if self.sample_steps is None:
-            self.sample_steps = min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)  # resolve once
+        choices = {
+            "process": list(PROCESSES),
+            "schedule": sorted(BETA_SCHEDULES),
+            "sampler": list(SAMPLERS),
+            "prediction": list(TARGETS),
+            "sample_grid": list(GRIDS),
+        }
+        for name, allowed in choices.items():
+            if name == "sampler":  # resolve the process-dependent defaults once
+                prediction, sampler, steps = PROCESS_DEFAULTS[self.process]
+                self.prediction = self.prediction or prediction
+                self.sampler = self.sampler or sampler
+                if self.sample_steps is None:
+                    self.sample_steps = steps or min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         positive = (
             "n_train", "diffusion_steps", "width", "depth", "steps", "batch_size",
             "sample_steps", "snapshot_every", "snapshot_samples", "eval_samples",
@@ -129,17 +161,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ConfigError(f"{name} must lie in (0, 1), got {value}")
-        choices = {
-            "schedule": sorted(BETA_SCHEDULES),
-            "process": list(PROCESSES),
-            "sampler": list(SAMPLERS),
-            "prediction": list(TARGETS),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
+        for name in ("sigma_min", "sigma_max"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be a positive number, got {value}")
         self._check_combinations()
         return self
 
@@ -164,7 +189,18 @@ class TrainConfig:
                 "zero_terminal_snr cannot be combined with prediction = 'eps': at t = 1 no "
                 "signal is left to recover; use prediction = 'v' or 'x0'"
             )
-        if self.sample_steps > self.diffusion_steps:
+        ddpm_only = ("beta_start", "beta_end", "zero_terminal_snr")
+        for name in ddpm_only if self.process != "ddpm" else ():
+            if getattr(self, name) not in (None, False):
+                raise ConfigError(f"{name} applies to the ddpm process only, not {self.process}")
+        for name in ("sigma_min", "sigma_max") if self.process not in ("ve", "edm") else ():
+            if getattr(self, name) is not None:
+                raise ConfigError(f"{name} applies to the ve and edm processes, not {self.process}")
+        if (self.sigma_min or 0) and (self.sigma_max or 0) and self.sigma_min >= self.sigma_max:
+            raise ConfigError(
+                f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})"
+            )
+        if self.process == "ddpm" and self.sample_steps > self.diffusion_steps:
             raise ConfigError(
                 f"sample_steps ({self.sample_steps}) cannot exceed diffusion_steps "
                 f"({self.diffusion_steps})"
@@ -225,7 +261,8 @@ def _is_kind(value: object, kind: str) -> bool:
 RESUMABLE_CHANGES = frozenset(
     {
         "steps", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema_decay",
-        "sampler", "sample_steps", "snapshot_every", "eval_samples", "checkpoint_every",
+        "sampler", "sample_steps", "sample_grid", "snapshot_every", "eval_samples",
+        "checkpoint_every",
         "device", "allow_terminal_signal",
     }
 )  # fmt: skip

@@ -71,7 +71,9 @@ def evaluate(
     seed: int,
     sampler: str | None = None,
     steps: int | None = None,
+    grid: str | None = None,
     device: torch.device | str = "cpu",
+    **options: object,
 ) -> EvalResult:
     """Sample n points and compare them with fresh data (value, floor, ratio per metric)."""
     start = time.perf_counter()
@@ -79,8 +81,10 @@ def evaluate(
         n,
         sampler=sampler,
         steps=steps,
+        grid=grid,
         generator=make_generator(seed * 16 + SEED_EVAL, device),
         device=device,
+        **options,
     )
     seconds = time.perf_counter() - start
     samples = result.x.cpu()

@@ -68,15 +68,21 @@ def resolve_device(name: str) -> torch.device:
 
 def build_process(config: TrainConfig) -> GaussianProcess:
     """The forward process named by the config."""
-    return PROCESSES[config.process](
-        steps=config.diffusion_steps,
-        schedule=config.schedule,
-        beta_start=config.beta_start,
-        beta_end=config.beta_end,
-        zero_terminal_snr=config.zero_terminal_snr,
-        prediction=config.prediction,
-        allow_terminal_signal=config.allow_terminal_signal,
-    )
+    if config.process == "ddpm":
+        return PROCESSES["ddpm"](
+            steps=config.diffusion_steps,
+            schedule=config.schedule,
+            beta_start=config.beta_start,
+            beta_end=config.beta_end,
+            zero_terminal_snr=config.zero_terminal_snr,
+            prediction=config.prediction,
+            allow_terminal_signal=config.allow_terminal_signal,
+        )
+    options = {}
+    for name in ("sigma_min", "sigma_max"):
+        if getattr(config, name) is not None:
+            options[name] = getattr(config, name)
+    return PROCESSES[config.process](prediction=config.prediction, **options)
 
 
 def build_model(config: TrainConfig, dim: int, seed: int | None = None) -> TimeMLP:
@@ -305,6 +311,7 @@ class Trainer:
             (self.config.snapshot_samples, self.dim),
             sampler=self.config.sampler,
             steps=min(self.config.sample_steps, SNAPSHOT_STEPS),
+            grid=self.config.sample_grid,
             generator=frame_generator,
             device=self.device,
         ).x

@@ -241,7 +241,7 @@ def test_default_ddpm_ends_near_pure_noise() -> None:
 
 def test_unknown_prediction_target_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown prediction target"):
-        DDPM(100, "linear", prediction="score")
+        DDPM(100, "linear", prediction="noise")
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])

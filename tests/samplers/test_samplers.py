@@ -371,8 +371,8 @@ def test_invalid_grids_raise(linear: DDPM, times) -> None:
 
 def test_unknown_sampler_and_bad_options_raise(linear: DDPM) -> None:
     model = GaussianOracle(linear, MU, S, "eps")
-    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        linear.sample(model, (4, 1), sampler="euler", steps=5)
+    with pytest.raises(ValueError, match="unknown sampler 'plms'"):
+        linear.sample(model, (4, 1), sampler="plms", steps=5)
     with pytest.raises(ValueError, match="unknown sampler"):
         get_sampler("DDIM")
     assert set(SAMPLERS) >= {"ancestral", "ddim"}

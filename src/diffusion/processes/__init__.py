@@ -6,9 +6,28 @@ from collections.abc import Callable
 
 from diffusion.processes.base import GaussianProcess, SampleResult
 from diffusion.processes.ddpm import DDPM, TerminalSignalError
+from diffusion.processes.edm import EDM
+from diffusion.processes.flow import FlowMatching
+from diffusion.processes.sde import VE, VP, SubVP
 
 PROCESSES: dict[str, Callable[..., GaussianProcess]] = {
     "ddpm": DDPM,
+    "vp": VP,
+    "subvp": SubVP,
+    "ve": VE,
+    "edm": EDM,
+    "flow": FlowMatching,
 }
 
-__all__ = ["DDPM", "PROCESSES", "GaussianProcess", "SampleResult", "TerminalSignalError"]
+__all__ = [
+    "DDPM",
+    "EDM",
+    "PROCESSES",
+    "VE",
+    "VP",
+    "FlowMatching",
+    "GaussianProcess",
+    "SampleResult",
+    "SubVP",
+    "TerminalSignalError",
+]

@@ -36,10 +36,14 @@ class SampleResult:
 class GaussianProcess(ABC):
     """A forward process with Gaussian marginals x_t = alpha(t) x0 + sigma(t) noise."""
 
-    #: what the network predicts: "eps", "x0" or "v" (see `diffusion.parametrize`).
+    #: what the network predicts: "eps", "x0", "v", "velocity" or "score" (`diffusion.parametrize`).
     prediction: str = "eps"
-    #: the sampler `sample` uses when none is named.
+    #: the sampler `sample` uses when none is named, and its number of steps.
     default_sampler: str = "ancestral"
+    #: True when every marginal is Gaussian (samplers that need Gaussian posteriors check it).
+    gaussian: bool = True
+    #: scale the network input by c_in = 1 / sqrt(alpha^2 + sigma^2) (False where it is 1).
+    scale_input: bool = True
 
     def __init__(self, prediction: str = "eps") -> None:
         self.prediction = check_target(prediction)
@@ -65,6 +69,63 @@ class GaussianProcess(ABC):
     @abstractmethod
     def time_grid(self, steps: int | None = None) -> torch.Tensor:
         """A decreasing grid of `steps` + 1 times from the terminal time down to 0."""
+
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """d alpha / dt (by automatic differentiation unless a process writes it out)."""
+        return _derivative(self.alpha, t)
+
+    def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """d sigma / dt (by automatic differentiation unless a process writes it out)."""
+        return _derivative(self.sigma, t)
+
+    def coefficients(self, t: torch.Tensor, like: torch.Tensor) -> tuple:
+        """(alpha, sigma, d_alpha, d_sigma) at t (B,), shaped to broadcast against `like`;
+        the derivatives are None unless the prediction target needs them."""
+        alpha = expand_like(self.alpha(t), like)
+        sigma = expand_like(self.sigma(t), like)
+        if self.prediction != "velocity":
+            return alpha, sigma, None, None
+        return alpha, sigma, expand_like(self.d_alpha(t), like), expand_like(self.d_sigma(t), like)
+
+    def drift(self, t: torch.Tensor) -> torch.Tensor:
+        """f(t) of the forward SDE dx = f(t) x dt + g(t) dw with these marginals:
+        f = alpha' / alpha (Kingma et al. 2021, App. A; Song et al. 2021, Eq. 5)."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return self.d_alpha(t) / self.alpha(t)
+
+    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
+        """g(t)^2 = d sigma^2/dt - 2 f(t) sigma^2 (VP: beta(t); VE: d sigma^2 / dt)."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        sigma = self.sigma(t)
+        return 2 * sigma * self.d_sigma(t) - 2 * self.drift(t) * sigma**2
+
+    def model_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network sees: x_t scaled to unit variance, c_in = 1 / sqrt(alpha^2 + sigma^2)
+        for standardised data (Karras et al. 2022, Table 1, with sigma_data = 1)."""
+        if not self.scale_input:
+            return x_t
+        return x_t * expand_like((self.alpha(t) ** 2 + self.sigma(t) ** 2).rsqrt(), x_t)
+
+    def sigma_ratio(self, t: torch.Tensor) -> torch.Tensor:
+        """sigma(t) / alpha(t): the noise level of the equivalent variance-exploding process
+        (x_t / alpha = x0 + (sigma / alpha) eps); increasing in t, infinite where alpha = 0."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return self.sigma(t) / self.alpha(t)
+
+    def time_at_sigma_ratio(self, ratio: float) -> float:
+        """The time t in [0, 1] where sigma(t) / alpha(t) = ratio (bisection; clamped)."""
+        lo, hi = 0.0, 1.0
+        if ratio <= self.sigma_ratio(torch.tensor(lo)).item():
+            return lo
+        if ratio >= self.sigma_ratio(torch.tensor(hi)).item():
+            return hi
+        for _ in range(60):  # 2^-60: below float64 resolution on [0, 1]
+            mid = 0.5 * (lo + hi)
+            if self.sigma_ratio(torch.tensor(mid, dtype=torch.float64)).item() < ratio:
+                lo = mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
 
     def variance(self, t: torch.Tensor) -> torch.Tensor:
         """The noise variance sigma(t)^2 of the marginal at time t."""
@@ -112,10 +173,15 @@ class GaussianProcess(ABC):
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.marginal(x0, t, noise)
-        alpha = expand_like(self.alpha(t), x0)
-        sigma = expand_like(self.sigma(t), x0)
-        target = target_from(self.prediction, x0, noise, alpha, sigma)
-        return F.mse_loss(model(x_t, t.to(x0.dtype)), target)
+        coefficients = self.coefficients(t, x0)
+        target = target_from(self.prediction, x0, noise, *coefficients)
+        output = model(self.model_input(x_t, t), t.to(x0.dtype))
+        if (
+            self.prediction == "score"
+        ):  # weight sigma^2 (Song & Ermon 2019, Eq. 6 with lambda = sigma^2)
+            sigma = coefficients[1]
+            return F.mse_loss(sigma * output, sigma * target)
+        return F.mse_loss(output, target)
 
     def denoiser(self, model: torch.nn.Module) -> Denoiser:
         """The network seen through this process (predictions as x0 and eps)."""
@@ -129,6 +195,7 @@ class GaussianProcess(ABC):
         sampler: str | None = None,
         steps: int | None = None,
         times: torch.Tensor | None = None,
+        grid: str = "uniform",
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
         callback: Callable | None = None,
@@ -142,6 +209,8 @@ class GaussianProcess(ABC):
             sampler: a name from `diffusion.samplers.SAMPLERS`; the process default when None.
             steps: number of sampling steps (ignored when `times` is given).
             times: an explicit decreasing time grid ending at 0 (e.g. a subsequence of steps).
+            grid: how to place `steps` times when `times` is None: uniform, quadratic,
+                karras or logsnr (`diffusion.grids`).
             generator: source of the prior and sampler noise.
             device: where to sample.
             callback: called with a `diffusion.samplers.SamplerStep` after every step.
@@ -150,10 +219,16 @@ class GaussianProcess(ABC):
         Returns:
             A `SampleResult` with the samples, the NFE and the grid used.
         """
+        from diffusion.grids import make_grid
         from diffusion.samplers import get_sampler
 
         run = get_sampler(sampler or self.default_sampler)
-        grid = self.time_grid(steps) if times is None else self.check_grid(times)
+        if times is not None:
+            grid = self.check_grid(times)
+        elif grid == "uniform" or steps is None:
+            grid = self.time_grid(steps)
+        else:
+            grid = make_grid(self, steps, grid)
         x = self.prior(shape, generator=generator, device=device)
         denoiser = self.denoiser(model)
         x = run(denoiser, x, grid.to(device), generator=generator, callback=callback, **options)
@@ -173,3 +248,15 @@ class GaussianProcess(ABC):
                 "a time grid must start at t = 1 (where the prior is) and end at t = 0"
             )
         return times
+
+
+def _derivative(fn: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+    """Elementwise d fn / dt by autograd, in float64, returned in t's dtype."""
+    t = torch.as_tensor(t)
+    with torch.enable_grad():
+        u = t.detach().to(torch.float64).requires_grad_(True)
+        value = fn(u)
+        if not value.requires_grad:  # a constant
+            return torch.zeros_like(u).to(t.dtype if t.is_floating_point() else torch.float64)
+        (grad,) = torch.autograd.grad(value.sum(), u)
+    return grad.to(t.dtype if t.is_floating_point() else torch.float64)

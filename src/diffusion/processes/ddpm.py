@@ -35,6 +35,7 @@ class DDPM(GaussianProcess):
     """
 
     default_sampler = "ancestral"
+    scale_input = False  # alpha^2 + sigma^2 = 1: the input is already at unit variance
 
     def __init__(
         self,

@@ -7,11 +7,37 @@ from collections.abc import Callable
 from diffusion.samplers.ancestral import ancestral
 from diffusion.samplers.base import SamplerStep
 from diffusion.samplers.ddim import ddim
+from diffusion.samplers.dpm_solver import dpm_solver_pp
+from diffusion.samplers.ode import euler, heun, rk45
+from diffusion.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
 
 SAMPLERS: dict[str, Callable] = {
     "ancestral": ancestral,
     "ddim": ddim,
+    "euler-maruyama": euler_maruyama,
+    "pc": predictor_corrector,
+    "euler": euler,
+    "heun": heun,
+    "rk45": rk45,
+    "dpm-solver++": dpm_solver_pp,
+    "langevin": annealed_langevin,
 }
+
+#: the options each sampler takes (besides generator and callback).
+SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ancestral": ("variance",),
+    "ddim": ("eta",),
+    "euler-maruyama": (),
+    "pc": ("snr", "corrector_steps"),
+    "euler": ("variable",),
+    "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
+    "rk45": ("rtol", "atol", "max_steps"),
+    "dpm-solver++": ("lower_order_final",),
+    "langevin": ("step_size", "langevin_steps"),
+}
+
+#: samplers that draw fresh noise (the others are deterministic given the prior draw).
+STOCHASTIC = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
 
 
 def get_sampler(name: str) -> Callable:
@@ -21,4 +47,19 @@ def get_sampler(name: str) -> Callable:
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "SamplerStep", "ancestral", "ddim", "get_sampler"]
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_OPTIONS",
+    "STOCHASTIC",
+    "SamplerStep",
+    "ancestral",
+    "annealed_langevin",
+    "ddim",
+    "dpm_solver_pp",
+    "euler",
+    "euler_maruyama",
+    "get_sampler",
+    "heun",
+    "predictor_corrector",
+    "rk45",
+]

@@ -1,0 +1,35 @@
+"""What the continuous-time Gaussian processes share: uniform training times, uniform grids,
+and the drift and diffusion of their SDE."""
+
+from __future__ import annotations
+
+import torch
+
+from diffusion.processes.base import GaussianProcess
+
+
+class ContinuousProcess(GaussianProcess):
+    """A Gaussian path defined for every t in [0, 1] (no discrete steps)."""
+
+    #: training times are drawn from U(t_min, 1): the network is never asked about t ~ 0,
+    #: where sigma -> 0 makes eps- and score-type targets ill-posed (Song et al. 2021, App. C).
+    t_min: float = 1e-3
+    #: sampling steps when none are given.
+    default_steps: int = 100
+
+    def sample_time(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        u = torch.rand(n, generator=generator, device=device)
+        return self.t_min + (1 - self.t_min) * u
+
+    def time_grid(self, steps: int | None = None) -> torch.Tensor:
+        """`steps` + 1 evenly spaced times from 1 down to 0."""
+        steps = self.default_steps if steps is None else int(steps)
+        if steps < 1:
+            raise ValueError(f"sampling steps must be >= 1, got {steps}")
+        return torch.linspace(1, 0, steps + 1, dtype=torch.float64)
