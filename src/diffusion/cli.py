@@ -155,6 +155,21 @@ def build_parser() -> Parser:
     add_sampling_options(evaluate)
     evaluate.add_argument("--seed", type=seed_int, default=1)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    compare = commands.add_parser(
+        "compare", help="several runs side by side: compare.png, compare.gif, compare.json"
+    )
+    compare.add_argument("--run", action="append", default=[], help="a finished run (repeat)")
+    compare.add_argument(
+        "--process", nargs="+", default=[], choices=sorted(PROCESSES),
+        help="train these processes first (default recipes) into OUT/<process>",
+    )  # fmt: skip
+    compare.add_argument("--dataset", default=None, help="data for --process (default swissroll)")
+    compare.add_argument("--steps", type=positive_int, default=None, help="training steps")
+    compare.add_argument("--seed", type=seed_int, default=0)
+    compare.add_argument("--n", type=positive_int, default=5000, help="samples per run")
+    compare.add_argument("--out", required=True, help="output directory")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -398,7 +413,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from diffusion.checkpoint import load_model
+    from diffusion.compare import compare_runs
+    from diffusion.config import TrainConfig
+    from diffusion.data import get_dataset
+
+    if len(args.run) + len(args.process) < 2:
+        raise UsageError("compare needs at least two runs: give --run DIR and/or --process P ...")
+    if len(set(args.process)) != len(args.process):
+        raise UsageError("--process names a process twice")
+    if args.n > MAX_EVALUATE:
+        raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
+    out = Path(args.out)
+    check_writable(out, "--out", directory=True)
+    for run in args.run:
+        load_model(run)  # a bad run fails here, before any training
+    configs = []
+    for process in args.process:
+        values = {"process": process, "seed": args.seed}
+        if args.dataset:
+            values["dataset"] = args.dataset
+        if args.steps:
+            values["steps"] = args.steps
+        config = TrainConfig.from_dict(values)
+        check_process(config)
+        if (out / process / "config.json").exists():
+            raise UsageError(f"{out / process} already holds a run; pass it with --run instead")
+        configs.append(config)
+    if configs:
+        get_dataset(configs[0].dataset)
+    rows = compare_runs([Path(r) for r in args.run], out, n=args.n, seed=args.seed + 1,
+                        train=configs, progress=not args.quiet)  # fmt: skip
+    print(f"{'process':<10}{'sampler':<16}{'NFE':>6}{'SW ratio':>10}")
+    for row in rows:
+        print(f"{row['process']:<10}{row['sampler']:<16}{row['nfe']:>6}{row['sw_ratio']:>10.2f}")
+    print(f"wrote {out / 'compare.png'}, {out / 'compare.gif'} and {out / 'compare.json'}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,8 @@ variance-exploding process, sigma / alpha, and mapped back to times:
 - ``uniform``: the process's own grid (evenly spaced times, or DDPM steps);
 - ``quadratic``: t_i = (1 - i/K)^2, dense near the data (Song et al. 2021a, DDIM, App. D.2);
 - ``karras``: sigma_i = (sigma_max^(1/rho) + i/(K-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho
-  (Karras et al. 2022, Eq. 5), then 0;
+  (Karras et al. 2022, Eq. 5), then 0; sigma_min is 0.002 or the noise level of the
+  smallest training time, whichever is larger; sigma_max is 80 or that of t = 1;
 - ``logsnr``: evenly spaced log(sigma / alpha), as DPM-Solver uses (Lu et al. 2022, Sec. 3.3).
 
 Where sigma/alpha at t = 1 is above `sigma_max` (80, EDM's), the first step goes from t = 1
@@ -46,13 +47,19 @@ def make_grid(
     if kind == "quadratic":
         times = torch.linspace(1, 0, steps + 1, dtype=torch.float64) ** 2
         return _discretise(process, times, kind)
+    if steps == 1:  # one step: from the prior straight to the data
+        return torch.tensor([1.0, 0.0], dtype=torch.float64)
     # Noise-level grids: between the noise levels of the first and last positive times.
     t_low = 1.0 / process.steps if hasattr(process, "steps") else max(process.t_min, 1e-3)
-    top = min(float(process.sigma_ratio(torch.tensor(1.0))), sigma_max or SIGMA_MAX)
-    bottom = max(float(process.sigma_ratio(torch.tensor(t_low))), sigma_min or SIGMA_MIN)
+    ratio_at_one = float(process.sigma_ratio(torch.tensor(1.0, dtype=torch.float64)))
+    top = min(ratio_at_one, sigma_max or SIGMA_MAX)
+    bottom = max(
+        float(process.sigma_ratio(torch.tensor(t_low, dtype=torch.float64))),
+        sigma_min or SIGMA_MIN,
+    )
     if not bottom < top:
         raise ValueError(f"the {kind} grid needs sigma_min < sigma_max, got {bottom}, {top}")
-    jump = float(process.sigma_ratio(torch.tensor(1.0))) > top * (1 + 1e-9)
+    jump = ratio_at_one > top * (1 + 1e-9)
     n = steps - 1 if jump else steps  # positive levels besides t = 1 when there is a jump
     i = (
         torch.linspace(0, 1, n, dtype=torch.float64)

@@ -45,7 +45,7 @@ class EDM(ContinuousProcess):
             raise ValueError(f"EDM needs rho > 0 and p_std > 0, got {rho}, {p_std}")
         self.sigma_min, self.sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
         self.p_mean, self.p_std = float(p_mean), float(p_std)
-        self.t_min = self.time_of_sigma(torch.tensor(self.sigma_min)).item()
+        self.t_min = self.time_of_sigma(torch.tensor(self.sigma_min, dtype=torch.float64)).item()
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(torch.as_tensor(t))

@@ -31,7 +31,7 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "pc": ("snr", "corrector_steps"),
     "euler": ("variable",),
     "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
-    "rk45": ("rtol", "atol", "max_steps"),
+    "rk45": ("rtol", "atol", "max_step", "max_steps"),
     "dpm-solver++": ("lower_order_final",),
     "langevin": ("step_size", "langevin_steps"),
 }

@@ -151,6 +151,7 @@ def rk45(
     *,
     rtol: float = 1e-3,
     atol: float = 1e-3,
+    max_step: float = 0.1,
     max_steps: int = 10_000,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
@@ -162,6 +163,9 @@ def rk45(
     local error stays below atol + rtol |x| (RMS over all elements), then takes one final
     denoising step to t = 0 (x = alpha(0) x0_hat). The grid's other times are not used: the
     solver decides the number of evaluations (7 per accepted or rejected step, 6 with FSAL).
+    Steps are at most `max_step` long in t: near t = 0 the velocity of VP-type paths changes
+    fast (sigma' ~ 1/sigma), and an unbounded step can leap over that region with an error
+    estimate that misses it.
     """
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be positive, got {rtol} and {atol}")
@@ -174,7 +178,9 @@ def rk45(
     for _ in range(max_steps):
         if t <= t_end:
             break
-        h = max(h, t_end - t)  # h < 0: do not step past t_end
+        h = min(max(h, t_end - t, -max_step), -1e-12)  # h < 0: not past t_end, not too long
+        if t + h - t_end < 1e-9:  # land exactly on t_end rather than a sliver above it
+            h = t_end - t
         ks = [k1]
         for j in range(1, 7):
             xj = x + h * sum(a * k for a, k in zip(_A[j], ks, strict=False) if a)
@@ -185,7 +191,7 @@ def rk45(
         scale = atol + rtol * torch.maximum(x.abs(), x_new.abs())
         norm = float((error / scale).pow(2).mean().sqrt())
         if norm <= 1:  # accept; the last stage is the next step's first (FSAL)
-            x, t, k1, x0 = x_new, t + h, ks[-1], x0j
+            x, t, k1, x0 = x_new, (t_end if t + h - t_end < 1e-9 else t + h), ks[-1], x0j
             if callback is not None:
                 callback(SamplerStep(index=index, t=t - h, s=t, x=x, x0=x0))
             index += 1
