@@ -114,6 +114,7 @@ def build_parser() -> Parser:
     proc.add_argument("--prediction", choices=TARGETS)
     proc.add_argument("--sigma-min", type=positive_float, help="ve and edm: lowest noise level")
     proc.add_argument("--sigma-max", type=positive_float, help="ve and edm: highest noise level")
+    proc.add_argument("--augment-dim", type=positive_int, help="poisson: PFGM++'s D (default 128)")
     net = train.add_argument_group("network and optimisation")
     net.add_argument("--width", type=positive_int)
     net.add_argument("--depth", type=positive_int)

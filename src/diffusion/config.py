@@ -18,10 +18,11 @@ from diffusion.grids import GRIDS
 from diffusion.parametrize import TARGETS
 from diffusion.processes import PROCESSES
 from diffusion.processes.schedules import BETA_SCHEDULES
-from diffusion.samplers import SAMPLERS
+from diffusion.samplers import GAUSSIAN_ONLY, SAMPLERS
 
 DEFAULT_SAMPLE_STEPS = 200  # enough for ancestral sampling to sit near the floor here
 MAX_SEED = 2**32 - 1
+SIGMA_PROCESSES = ("ve", "edm", "ncsn", "poisson")  # the processes that take sigma_min / sigma_max
 #: per process: (prediction target, sampler, sampling steps; None: min(200, T)).
 PROCESS_DEFAULTS = {
     "ddpm": ("v", "ancestral", None),
@@ -30,6 +31,8 @@ PROCESS_DEFAULTS = {
     "ve": ("v", "heun", 50),
     "edm": ("v", "heun", 32),  # the paper's 18 left SW 1.5 on the thin swiss roll; 32: 1.18
     "flow": ("velocity", "heun", 25),
+    "ncsn": ("eps", "langevin", 10),
+    "poisson": ("v", "heun", 32),
 }  # seeds are split into streams (seed * 16 + k), which must fit in 64 bits
 
 
@@ -60,6 +63,7 @@ class TrainConfig:
     # Continuous noise levels of the ve and edm processes; None: the process's defaults.
     sigma_min: float | None = None
     sigma_max: float | None = None
+    augment_dim: int = 128  # poisson: PFGM++'s augmentation dimension D (large D -> edm)
     # The network: a residual MLP with a sinusoidal step embedding.
     width: int = 64  # 64 trains ~35% faster per step than 96 on CPU, at the same quality here
     depth: int = 3
@@ -137,7 +141,7 @@ class TrainConfig:
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
         positive = (
-            "n_train", "diffusion_steps", "width", "depth", "steps", "batch_size",
+            "n_train", "diffusion_steps", "width", "depth", "steps", "batch_size", "augment_dim",
             "sample_steps", "snapshot_every", "snapshot_samples", "eval_samples",
         )  # fmt: skip
         for name in positive:
@@ -189,13 +193,29 @@ class TrainConfig:
                 "zero_terminal_snr cannot be combined with prediction = 'eps': at t = 1 no "
                 "signal is left to recover; use prediction = 'v' or 'x0'"
             )
+        if self.process == "poisson" and self.sampler in GAUSSIAN_ONLY:
+            raise ConfigError(
+                f"sampler {self.sampler!r} assumes Gaussian marginals; the poisson process "
+                "needs an ODE sampler: euler, heun, rk45, dpm-solver++ or ddim"
+            )
+        if self.process == "flow" and self.sampler in ("euler-maruyama", "pc"):
+            raise ConfigError(
+                f"sampler {self.sampler!r} needs the SDE drift alpha'/alpha, infinite at t = 1 "
+                "of the flow path; use heun, euler, rk45, dpm-solver++, ddim or ancestral"
+            )
+        if self.augment_dim != 128 and self.process != "poisson":
+            raise ConfigError(
+                f"augment_dim applies to the poisson process only, not {self.process}"
+            )
         ddpm_only = ("beta_start", "beta_end", "zero_terminal_snr")
         for name in ddpm_only if self.process != "ddpm" else ():
             if getattr(self, name) not in (None, False):
                 raise ConfigError(f"{name} applies to the ddpm process only, not {self.process}")
-        for name in ("sigma_min", "sigma_max") if self.process not in ("ve", "edm") else ():
+        for name in ("sigma_min", "sigma_max") if self.process not in SIGMA_PROCESSES else ():
             if getattr(self, name) is not None:
-                raise ConfigError(f"{name} applies to the ve and edm processes, not {self.process}")
+                raise ConfigError(
+                    f"{name} applies to the ve, edm and ncsn processes, not {self.process}"
+                )
         if (self.sigma_min or 0) and (self.sigma_max or 0) and self.sigma_min >= self.sigma_max:
             raise ConfigError(
                 f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})"
@@ -222,6 +242,7 @@ LIMITS = {
     "snapshot_samples": 10**7,
     "eval_samples": 10**8,
     "seed": MAX_SEED,
+    "augment_dim": 10**6,
 }
 
 

@@ -40,6 +40,8 @@ from diffusion.utils import default_device, make_generator
 SEED_DATA, SEED_MODEL, SEED_TRAIN, SEED_SNAPSHOT, SEED_ORDER = 0, 1, 2, 3, 7
 #: sampling steps for the frames of training.gif (cheap; the final samples use sample_steps).
 SNAPSHOT_STEPS = 50
+#: cheaper sampler settings for the frames (annealed Langevin's 100 steps per level is slow).
+SNAPSHOT_OPTIONS = {"langevin": {"langevin_steps": 20}}
 #: the host looks at the loss (progress bar, non-finite check) once per this many steps.
 SYNC_EVERY = 100
 #: this many consecutive non-finite steps stop the run.
@@ -78,7 +80,7 @@ def build_process(config: TrainConfig) -> GaussianProcess:
             prediction=config.prediction,
             allow_terminal_signal=config.allow_terminal_signal,
         )
-    options = {}
+    options = {"augment_dim": config.augment_dim} if config.process == "poisson" else {}
     for name in ("sigma_min", "sigma_max"):
         if getattr(config, name) is not None:
             options[name] = getattr(config, name)
@@ -312,6 +314,7 @@ class Trainer:
             sampler=self.config.sampler,
             steps=min(self.config.sample_steps, SNAPSHOT_STEPS),
             grid=self.config.sample_grid,
+            **SNAPSHOT_OPTIONS.get(self.config.sampler, {}),
             generator=frame_generator,
             device=self.device,
         ).x

@@ -163,7 +163,7 @@ def langevin_law(process, times: torch.Tensor, step_size: float, steps: int) -> 
 def test_langevin_follows_its_exact_law(family: str) -> None:
     process = FAMILIES[family]()
     times = process.time_grid(20)
-    out, nfe = run("langevin", process, prior(process, N, seed=0), times)
+    out, nfe = run("langevin", process, prior(process, N, seed=0), times, langevin_steps=20)
     assert nfe == 20 * 20 + 1
     law = langevin_law(process, times, step_size=0.2, steps=20)
     # 5 standard errors of a sample std.
@@ -228,7 +228,7 @@ K = 10
         ("pc", {"corrector_steps": 3}, K + 3 * (K - 1)),
         ("pc", {"corrector_steps": 0}, K),
         ("langevin", {"langevin_steps": 3}, K * 3 + 1),
-        ("langevin", {}, K * 20 + 1),
+        ("langevin", {}, K * 100 + 1),  # 100 steps per level by default (Song & Ermon 2019)
     ],
 )
 @pytest.mark.parametrize("family", ["vp", "edm"])

@@ -8,6 +8,8 @@ from diffusion.processes.base import GaussianProcess, SampleResult
 from diffusion.processes.ddpm import DDPM, TerminalSignalError
 from diffusion.processes.edm import EDM
 from diffusion.processes.flow import FlowMatching
+from diffusion.processes.ncsn import NCSN
+from diffusion.processes.poisson import PoissonFlow
 from diffusion.processes.sde import VE, VP, SubVP
 
 PROCESSES: dict[str, Callable[..., GaussianProcess]] = {
@@ -17,16 +19,20 @@ PROCESSES: dict[str, Callable[..., GaussianProcess]] = {
     "ve": VE,
     "edm": EDM,
     "flow": FlowMatching,
+    "ncsn": NCSN,
+    "poisson": PoissonFlow,
 }
 
 __all__ = [
     "DDPM",
     "EDM",
+    "NCSN",
     "PROCESSES",
     "VE",
     "VP",
     "FlowMatching",
     "GaussianProcess",
+    "PoissonFlow",
     "SampleResult",
     "SubVP",
     "TerminalSignalError",

@@ -139,6 +139,17 @@ class GaussianProcess(ABC):
         """x_t = alpha(t) x0 + sigma(t) noise, with t of shape (B,)."""
         return expand_like(self.alpha(t), x0) * x0 + expand_like(self.sigma(t), x0) * noise
 
+    def noise(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """The noise of the path, x_t = alpha x0 + sigma noise: standard normal here."""
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
     def prior(
         self,
         shape: tuple[int, ...],
@@ -146,8 +157,9 @@ class GaussianProcess(ABC):
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
-        """A draw from the prior at the terminal time: N(0, sigma(1)^2 I)."""
-        noise = torch.randn(shape, generator=generator, device=device)
+        """A draw from the prior at the terminal time: sigma(1) noise (N(0, sigma(1)^2 I) for a
+        Gaussian path)."""
+        noise = self.noise(shape, generator=generator, device=device)
         return self.sigma(torch.ones((), dtype=torch.float64)).item() * noise
 
     def loss(
@@ -171,7 +183,7 @@ class GaussianProcess(ABC):
         """
         if t is None:
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = self.noise(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.marginal(x0, t, noise)
         coefficients = self.coefficients(t, x0)
         target = target_from(self.prediction, x0, noise, *coefficients)
@@ -220,9 +232,18 @@ class GaussianProcess(ABC):
             A `SampleResult` with the samples, the NFE and the grid used.
         """
         from diffusion.grids import make_grid
-        from diffusion.samplers import get_sampler
+        from diffusion.samplers import GAUSSIAN_ONLY, get_sampler
 
-        run = get_sampler(sampler or self.default_sampler)
+        name = sampler or self.default_sampler
+        run = get_sampler(name)
+        if not self.gaussian and (
+            name in GAUSSIAN_ONLY or options.get("churn") or options.get("eta")
+        ):
+            raise ValueError(
+                f"{name} (or its noise option) assumes Gaussian marginals, which "
+                f"{type(self).__name__} does not have: use euler, heun, rk45, dpm-solver++ or "
+                "ddim with eta = 0"
+            )
         if times is not None:
             grid = self.check_grid(times)
         elif grid == "uniform" or steps is None:

@@ -32,9 +32,12 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "euler": ("variable",),
     "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
     "rk45": ("rtol", "atol", "max_step", "max_steps"),
-    "dpm-solver++": ("lower_order_final",),
+    "dpm-solver++": (),
     "langevin": ("step_size", "langevin_steps"),
 }
+
+#: samplers whose steps assume Gaussian marginals (refused for Poisson flow).
+GAUSSIAN_ONLY = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
 
 #: samplers that draw fresh noise (the others are deterministic given the prior draw).
 STOCHASTIC = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
@@ -48,6 +51,7 @@ def get_sampler(name: str) -> Callable:
 
 
 __all__ = [
+    "GAUSSIAN_ONLY",
     "SAMPLERS",
     "SAMPLER_OPTIONS",
     "STOCHASTIC",

@@ -32,15 +32,14 @@ def dpm_solver_pp(
     x: torch.Tensor,
     times: torch.Tensor,
     *,
-    lower_order_final: bool = True,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) on any decreasing grid; one network evaluation per step.
 
-    The first step and the last one (to t = 0, where lambda is infinite) are first order;
-    with `lower_order_final` and fewer than 15 steps the second-to-last step is too (as in
-    Lu et al.'s reference code, which this follows for stability with few steps).
+    The first step and the last one (to t = 0, where lambda is infinite, so r = 0) are first
+    order, as in diffusers' DPMSolverMultistepScheduler with final_sigmas_type="zero" (the
+    tests check step-by-step equality with it).
     """
     steps = len(times) - 1
     x0_prev, h_prev = None, None
@@ -49,10 +48,7 @@ def dpm_solver_pp(
         lam_t, lam_s = _half_log_snr(c.alpha_t, c.sigma_t), _half_log_snr(c.alpha_s, c.sigma_s)
         h = lam_s - lam_t
         last = i == steps - 1
-        second_to_last = lower_order_final and steps < 15 and i == steps - 2
-        first_order = (
-            x0_prev is None or last or second_to_last or math.isinf(h) or math.isinf(h_prev)
-        )
+        first_order = x0_prev is None or last or math.isinf(h) or math.isinf(h_prev)
         if first_order:
             d = pred.x0
         else:
