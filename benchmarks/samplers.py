@@ -41,6 +41,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--max-nfe", type=int, default=2100, help="skip settings that would cost more NFE"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -58,6 +61,8 @@ def main() -> int:
     for sampler in args.samplers:
         for steps in args.steps:
             if trained.config.process == "ddpm" and steps > trained.config.diffusion_steps:
+                continue
+            if sampler == "langevin" and steps * 100 + 1 > args.max_nfe:  # 100 steps per level
                 continue
             start = time.perf_counter()
             try:

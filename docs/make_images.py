@@ -1,9 +1,11 @@
 """Regenerate the README pictures from a default training run.
 
-    python docs/make_images.py [--run DIR]
+    python docs/make_images.py [--run DIR] [--compare-runs DIR ...]
 
 Trains `diffusion train` with its defaults into a temporary run directory (or uses --run),
-then copies training.gif, reverse.gif and samples.png into docs/images/.
+then copies training.gif, reverse.gif and samples.png into docs/images/. Then runs
+`diffusion compare` on the vp, edm, flow and poisson recipes (trained here, or the runs
+given with --compare-runs) and copies compare.png and compare.gif.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ FILES = ("training.gif", "reverse.gif", "samples.png")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="an existing default run to copy from")
+    parser.add_argument("--compare-runs", nargs="*", default=None, help="runs to compare")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else Path(tmp) / "run"
@@ -30,6 +33,17 @@ def main() -> None:
         IMAGES.mkdir(parents=True, exist_ok=True)
         for name in FILES:
             shutil.copyfile(run / name, IMAGES / name)
+            print(f"wrote {IMAGES / name}")
+        out = Path(tmp) / "compare"
+        argv = ["compare", "--out", str(out), "--quiet"]
+        if args.compare_runs:
+            argv += [a for run_dir in args.compare_runs for a in ("--run", run_dir)]
+        else:
+            argv += ["--process", "vp", "edm", "flow", "poisson"]
+        if cli(argv) != 0:
+            raise SystemExit("compare failed")
+        for name in ("compare.png", "compare.gif"):
+            shutil.copyfile(out / name, IMAGES / name)
             print(f"wrote {IMAGES / name}")
 
 
