@@ -309,9 +309,8 @@ def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
     """Sampler options given on the command line; each must be one `sampler` takes."""
     from diffusion.samplers import SAMPLER_OPTIONS
 
-    names = ("eta", "variance", "variable", "churn", "snr", "corrector_steps", "step_size",
-             "langevin_steps", "rtol", "atol")  # fmt: skip
-    options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    names = {name for opts in SAMPLER_OPTIONS.values() for name in opts}
+    options = {k: getattr(args, k) for k in sorted(names) if getattr(args, k, None) is not None}
     for name in options:
         if name not in SAMPLER_OPTIONS[sampler]:
             users = [s for s, opts in SAMPLER_OPTIONS.items() if name in opts]
@@ -415,7 +414,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from diffusion.checkpoint import load_model
     from diffusion.compare import compare_runs
     from diffusion.config import TrainConfig
     from diffusion.data import get_dataset
@@ -428,8 +426,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
     out = Path(args.out)
     check_writable(out, "--out", directory=True)
-    for run in args.run:
-        load_model(run)  # a bad run fails here, before any training
     configs = []
     for process in args.process:
         values = {"process": process, "seed": args.seed}

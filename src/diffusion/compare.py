@@ -30,15 +30,13 @@ def compare_runs(
     """Train each config of `train` into out/<process>, then compare those runs and `run_dirs`."""
     out = Path(out)
     device = default_device()
-    for run_dir in run_dirs:  # fail on a bad run before any training
-        load_model(run_dir)
+    models = [(run_dir, load_model(run_dir)) for run_dir in run_dirs]  # bad runs fail first
     for config in train or []:
         run_dir = out / config.process
         if progress:
             print(f"training {config.process} on {config.dataset} -> {run_dir}", flush=True)
         run_training(config, run_dir, progress=progress)
-        run_dirs = [*run_dirs, run_dir]
-    models = [(run_dir, load_model(run_dir)) for run_dir in run_dirs]
+        models.append((run_dir, load_model(run_dir)))
     datasets = {m.config.dataset for _, m in models}
     if len(datasets) > 1:
         raise ValueError(f"runs of different data sets cannot share a picture: {sorted(datasets)}")

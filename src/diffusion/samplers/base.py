@@ -66,6 +66,11 @@ def walk(
         yield i, times[i], times[i + 1], coef
 
 
+def alpha_at_start(process, times: torch.Tensor) -> float:
+    """alpha at the first time of the grid (0 where the path starts from pure noise)."""
+    return float(process.alpha(times[:1].to(torch.float64).cpu())[0])
+
+
 def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise shaped like x, from the given generator."""
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

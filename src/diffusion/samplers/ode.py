@@ -19,14 +19,14 @@ import math
 
 import torch
 
-from diffusion.samplers.base import Callback, SamplerStep, noise_like, walk
+from diffusion.samplers.base import Callback, SamplerStep, alpha_at_start, noise_like, walk
 
 VARIABLES = ("sigma", "t")
 
 
 def choose_variable(process, times: torch.Tensor, variable: str | None) -> str:
     """The integration variable: as asked, or "sigma" unless alpha vanishes at the start."""
-    start_alpha = float(process.alpha(times[:1].to(torch.float64).cpu())[0])
+    start_alpha = alpha_at_start(process, times)
     if variable is None:
         return "sigma" if start_alpha > 0 else "t"
     if variable not in VARIABLES:
@@ -179,8 +179,9 @@ def rk45(
         if t <= t_end:
             break
         h = min(max(h, t_end - t, -max_step), -1e-12)  # h < 0: not past t_end, not too long
-        if t + h - t_end < 1e-9:  # land exactly on t_end rather than a sliver above it
-            h = t_end - t
+        t_next = t + h
+        if t_next - t_end < 1e-9:  # land exactly on t_end rather than a sliver above it
+            t_next, h = t_end, t_end - t
         ks = [k1]
         for j in range(1, 7):
             xj = x + h * sum(a * k for a, k in zip(_A[j], ks, strict=False) if a)
@@ -191,9 +192,10 @@ def rk45(
         scale = atol + rtol * torch.maximum(x.abs(), x_new.abs())
         norm = float((error / scale).pow(2).mean().sqrt())
         if norm <= 1:  # accept; the last stage is the next step's first (FSAL)
-            x, t, k1, x0 = x_new, (t_end if t + h - t_end < 1e-9 else t + h), ks[-1], x0j
+            t_prev, t = t, t_next
+            x, k1, x0 = x_new, ks[-1], x0j
             if callback is not None:
-                callback(SamplerStep(index=index, t=t - h, s=t, x=x, x0=x0))
+                callback(SamplerStep(index=index, t=t_prev, s=t, x=x, x0=x0))
             index += 1
         factor = 0.9 * norm ** (-1 / 5) if norm > 0 else 5.0
         h *= min(5.0, max(0.2, factor))

@@ -16,12 +16,11 @@ import math
 
 import torch
 
-from diffusion.samplers.base import Callback, SamplerStep, noise_like, walk
+from diffusion.samplers.base import Callback, SamplerStep, alpha_at_start, noise_like, walk
 
 
 def _check_sde(process, times: torch.Tensor, name: str) -> None:
-    start_alpha = float(process.alpha(times[:1].to(torch.float64).cpu())[0])
-    if start_alpha <= 0:
+    if alpha_at_start(process, times) <= 0:
         raise ValueError(
             f"{name}: the reverse SDE's drift f = alpha'/alpha is infinite where alpha = 0 "
             "(t = 1 of this process); use ancestral, ddim, euler, heun, rk45 or dpm-solver++"
