@@ -122,24 +122,16 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be {KIND_NAMES[kind]}, got {value!r}")
             if kind == "float":
                 setattr(self, name, float(value))
+        _check_choice("process", self.process, list(PROCESSES))
+        self._resolve_process_defaults()
         choices = {
-            "process": list(PROCESSES),
             "schedule": sorted(BETA_SCHEDULES),
             "sampler": list(SAMPLERS),
             "prediction": list(TARGETS),
             "sample_grid": list(GRIDS),
         }
         for name, allowed in choices.items():
-            if name == "sampler":  # resolve the process-dependent defaults once
-                prediction, sampler, steps = PROCESS_DEFAULTS[self.process]
-                self.prediction = self.prediction or prediction
-                self.sampler = self.sampler or sampler
-                if self.sample_steps is None:
-                    self.sample_steps = steps or min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
+            _check_choice(name, getattr(self, name), allowed)
         positive = (
             "n_train", "diffusion_steps", "width", "depth", "steps", "batch_size", "augment_dim",
             "sample_steps", "snapshot_every", "snapshot_samples", "eval_samples",
@@ -171,6 +163,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive number, got {value}")
         self._check_combinations()
         return self
+
+    def _resolve_process_defaults(self) -> None:
+        """Fill prediction, sampler and sample_steps left as None from the process's defaults."""
+        prediction, sampler, steps = PROCESS_DEFAULTS[self.process]
+        self.prediction = self.prediction or prediction
+        self.sampler = self.sampler or sampler
+        if self.sample_steps is None:
+            self.sample_steps = steps or min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)
 
     def _check_combinations(self) -> None:
         if self.schedule == "cosine":
@@ -244,6 +244,11 @@ LIMITS = {
     "seed": MAX_SEED,
     "augment_dim": 10**6,
 }
+
+
+def _check_choice(name: str, value: object, allowed: list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _annotation_kind(annotation: str) -> tuple[str, bool]:
