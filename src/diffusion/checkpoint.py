@@ -42,6 +42,10 @@ class TrainedModel:
     normalizer: Normalizer
     dim: int
 
+    def denoiser(self, device: torch.device | str = "cpu"):
+        """The network on `device`, in eval mode, seen through the process."""
+        return self.process.denoiser(self.model.to(device).eval())
+
     def sample(
         self,
         n: int,
@@ -55,9 +59,8 @@ class TrainedModel:
         **options: object,
     ) -> SampleResult:
         """n samples in data space (the callback still sees the normalised state)."""
-        self.model.to(device).eval()
-        result = self.process.sample(
-            self.model,
+        result = self.process.sample_with(
+            self.denoiser(device),
             (n, self.dim),
             sampler=sampler or self.config.sampler,
             steps=steps or self.config.sample_steps,

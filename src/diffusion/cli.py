@@ -21,6 +21,8 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 SAMPLE_CHUNK = 65_536  # points sampled at once by `diffusion sample`
 MAX_EVALUATE = 10**7  # samples `diffusion evaluate` holds in memory at once
+MAX_NLL = 10**6  # points `diffusion nll` integrates (each one an ODE solve)
+MAX_DIAGNOSE = 10**5  # points per measurement of `diffusion diagnose`
 
 
 class UsageError(Exception):
@@ -78,6 +80,21 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--langevin-steps", type=positive_int, help="langevin: steps per level")
     group.add_argument("--rtol", type=positive_float, help="rk45: relative tolerance")
     group.add_argument("--atol", type=positive_float, help="rk45: absolute tolerance")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--run DIR, or --oracle with --dataset and --process: which model to use."""
+    from diffusion.processes import PROCESSES
+
+    group = parser.add_argument_group("model (a trained run, or the exact oracle of a mixture)")
+    group.add_argument("--run", help="run directory written by `diffusion train`")
+    group.add_argument(
+        "--oracle", action="store_true",
+        help="use the exact score of a Gaussian-mixture data set instead of a network: "
+        "with --run, of the run's data and process; else give --dataset (and --process)",
+    )  # fmt: skip
+    group.add_argument("--dataset", help="with --oracle: a .json mixture or gaussians")
+    group.add_argument("--process", choices=sorted(PROCESSES), help="with --oracle (default ddpm)")
 
 
 def build_parser() -> Parser:
@@ -139,8 +156,10 @@ def build_parser() -> Parser:
         "--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: none)"
     )
 
-    sample = commands.add_parser("sample", help="draw samples from a trained run")
-    sample.add_argument("--run", required=True, help="run directory written by `diffusion train`")
+    sample = commands.add_parser(
+        "sample", help="draw samples from a trained run (or from the exact oracle of a mixture)"
+    )
+    add_model_options(sample)
     sample.add_argument("--n", type=positive_int, required=True, help="number of samples")
     add_sampling_options(sample)
     sample.add_argument("--seed", type=seed_int, default=0)
@@ -149,13 +168,36 @@ def build_parser() -> Parser:
     evaluate = commands.add_parser(
         "evaluate", help="measure fresh samples of a run against fresh data"
     )
-    evaluate.add_argument("--run", required=True)
+    add_model_options(evaluate)
     evaluate.add_argument(
         "--n", type=positive_int, default=None, help="samples (default: the run's)"
     )
     add_sampling_options(evaluate)
     evaluate.add_argument("--seed", type=seed_int, default=1)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    nll = commands.add_parser(
+        "nll", help="negative log-likelihood of fresh data by the probability-flow ODE"
+    )
+    add_model_options(nll)
+    nll.add_argument("--n", type=positive_int, default=1000, help="data points (default 1000)")
+    nll.add_argument("--seed", type=seed_int, default=0, help="seed of the data draw and probes")
+    nll.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact",
+                     help="exact: one backward pass per dimension; hutchinson: one in all")  # fmt: skip
+    nll.add_argument("--method", choices=("ode", "bound"), default="ode",
+                     help="ode: probability-flow likelihood; bound: DDPM variational bound")  # fmt: skip
+    nll.add_argument("--rtol", type=positive_float, default=1e-5, help="ODE relative tolerance")
+    nll.add_argument("--atol", type=positive_float, default=1e-5, help="ODE absolute tolerance")
+    nll.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
+    diagnose = commands.add_parser(
+        "diagnose", help="where a run is wrong: error per time, NFE curve, memorisation, density"
+    )
+    diagnose.add_argument("--run", required=True, help="run directory written by `diffusion train`")
+    diagnose.add_argument("--out", default=None, help="output directory (default RUN/diagnostics)")
+    diagnose.add_argument("--n", type=positive_int, default=4000, help="points per measurement")
+    diagnose.add_argument("--seed", type=seed_int, default=0)
+    diagnose.add_argument("--quiet", action="store_true", help="no progress bar")
 
     compare = commands.add_parser(
         "compare", help="several runs side by side: compare.png, compare.gif, compare.json"
@@ -338,15 +380,50 @@ def check_grid(trained, steps: int, grid: str) -> None:
         raise UsageError(f"--grid {grid}: {exc}") from None
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def load_source(args: argparse.Namespace):
+    """The model the options name: a run's network, or an exact oracle (`ExactModel`)."""
     from diffusion.checkpoint import load_model
+    from diffusion.config import TrainConfig
+    from diffusion.data import get_dataset
+    from diffusion.oracle import exact_model
+
+    named = args.dataset is not None or args.process is not None
+    if args.run is None and not args.oracle:
+        raise UsageError("give --run DIR (a trained run) or --oracle --dataset D (exact)")
+    if named and not args.oracle:
+        raise UsageError("--dataset and --process go with --oracle")
+    if named and args.run is not None:
+        raise UsageError("--dataset and --process come from the run; leave them out with --run")
+    if args.run is None and args.dataset is None:
+        raise UsageError("--oracle without --run needs --dataset (a Gaussian mixture)")
+    if not args.oracle:
+        return load_model(args.run)
+    if args.run is not None:
+        trained = load_model(args.run)
+        config, normalizer = trained.config, trained.normalizer
+    else:
+        values = {"dataset": args.dataset, "process": args.process or "ddpm"}
+        config, normalizer = TrainConfig.from_dict(values), None
+        check_process(config)
+    dataset = get_dataset(config.dataset)
+    if dataset.mixture is None:
+        raise UsageError(
+            f"--oracle needs a Gaussian-mixture data set (a .json mixture, gaussians or "
+            f"eight_gaussians); {config.dataset} has no closed form"
+        )
+    if config.process == "poisson":
+        raise UsageError("--oracle needs Gaussian marginals; the poisson process has none")
+    return exact_model(dataset.mixture, config, normalizer)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
     from diffusion.utils import atomic_write, default_device, make_generator
 
     out = Path(args.out)
     if out.suffix != ".npy":
         raise UsageError(f"--out must name a .npy file, got {args.out!r}")
     check_writable(out, "--out", directory=False)
-    trained = load_model(args.run)
+    trained = load_source(args)
     sampler = args.sampler or trained.config.sampler
     options = sampler_options(args, sampler)
     steps = sampling_steps(args.steps, trained)
@@ -385,7 +462,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from diffusion.checkpoint import load_model
     from diffusion.data import get_dataset
     from diffusion.run import evaluate
     from diffusion.utils import default_device
@@ -393,7 +469,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.n is not None and args.n > MAX_EVALUATE:
         raise UsageError(f"--n must be at most {MAX_EVALUATE:_} for evaluate (samples are held "
                          f"in memory), got {args.n:_}")  # fmt: skip
-    trained = load_model(args.run)
+    trained = load_source(args)
     sampler = args.sampler or trained.config.sampler
     options = sampler_options(args, sampler)
     steps = sampling_steps(args.steps, trained)
@@ -410,6 +486,85 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"{result.samples.shape[0]} samples, {result.nfe} NFE, {result.seconds:.1f} s")
         print(format_metrics(metrics))
+    return 0
+
+
+def cmd_nll(args: argparse.Namespace) -> int:
+    from diffusion.data import get_dataset
+    from diffusion.likelihood import ddpm_bound, exact_nll, pf_ode_nll
+    from diffusion.utils import default_device, make_generator
+
+    if args.n > MAX_NLL:
+        raise UsageError(f"--n must be at most {MAX_NLL:_} for nll, got {args.n:_}")
+    trained = load_source(args)
+    if not trained.process.gaussian:
+        raise UsageError(f"nll needs a Gaussian path; {trained.config.process} is not one")
+    dataset = get_dataset(trained.config.dataset)
+    device = default_device()
+    x = dataset.sample(args.n, make_generator(args.seed))  # (n, d) fresh data
+    generator = make_generator(args.seed + 1, device)
+    if args.method == "bound":
+        if trained.config.process != "ddpm":
+            raise UsageError(f"--method bound is the DDPM variational bound; this model is "
+                             f"{trained.config.process}")  # fmt: skip
+        result = ddpm_bound(trained, x, generator=generator, device=device)
+    else:
+        result = pf_ode_nll(trained, x, divergence=args.divergence, rtol=args.rtol,
+                            atol=args.atol, generator=generator, device=device)  # fmt: skip
+    report = {
+        "nll": result.mean, "stderr": result.stderr, "bits_per_dim": result.bits_per_dim,
+        "n": args.n, "dim": result.dim, "divergence": result.divergence,
+        "rtol": result.rtol, "atol": result.atol, "evaluations": result.evaluations,
+    }  # fmt: skip
+    if dataset.mixture is not None:
+        exact = exact_nll(dataset.mixture, x)
+        difference = result.nll - exact
+        report["exact_nll"] = float(exact.mean())
+        report["exact_stderr"] = float(exact.std() / math.sqrt(args.n)) if args.n > 1 else 0.0
+        report["difference"] = float(difference.mean())
+        report["difference_stderr"] = (
+            float(difference.std() / math.sqrt(args.n)) if args.n > 1 else 0.0
+        )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"nll: {result.mean:.4f} ± {result.stderr:.4f} nats per point")
+    print(f"bits/dim: {result.bits_per_dim:.4f}")
+    if "exact_nll" in report:
+        print(f"exact: {report['exact_nll']:.4f} ± {report['exact_stderr']:.4f} nats per point "
+              f"(model - exact: {report['difference']:+.5f} ± {report['difference_stderr']:.5f})")  # fmt: skip
+    how = (f"{result.divergence}" if args.method == "bound" else
+           f"{result.divergence} divergence, rtol {result.rtol:g}, atol {result.atol:g}")  # fmt: skip
+    print(f"({args.n} points of {trained.config.dataset}, {how}, "
+          f"{result.evaluations} evaluations)")  # fmt: skip
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from diffusion.checkpoint import load_model
+    from diffusion.diagnose import diagnose
+
+    if args.n > MAX_DIAGNOSE:
+        raise UsageError(f"--n must be at most {MAX_DIAGNOSE:_} for diagnose, got {args.n:_}")
+    trained = load_model(args.run)
+    if not trained.process.gaussian:
+        raise UsageError(f"diagnose needs a Gaussian path; {trained.config.process} is not one")
+    out = Path(args.out) if args.out else Path(args.run) / "diagnostics"
+    check_writable(out, "--out", directory=True)
+    report = diagnose(trained, out, n=args.n, seed=args.seed, progress=not args.quiet)
+    errors, prior = report["error_by_time"], report["prior_mismatch"]
+    print(f"reference: {report['reference']}")
+    print(f"largest excess loss at t = {errors['worst_t']:.2f} (log SNR "
+          f"{errors['worst_log_snr']:.1f}): {errors['worst_excess_loss']:.4f}")  # fmt: skip
+    curve = report["nfe_curve"]
+    print("SW ratio by NFE (model / exact): " + ", ".join(
+        f"{nfe}: {m:.2f}/{r:.2f}" for nfe, m, r in
+        zip(curve["nfe"], curve["model"], curve["reference"], strict=True)))  # fmt: skip
+    print(f"KL(q_1 || prior): {prior['kl']:.2e} ± {prior['stderr']:.1e} nats "
+          f"(upper bound {prior['upper_bound']:.2e})")  # fmt: skip
+    print(f"memorisation: median nearest-training-point distance, samples / fresh data = "
+          f"{report['memorisation']['median_ratio']:.2f}")  # fmt: skip
+    print(f"wrote {out}")
     return 0
 
 
@@ -454,6 +609,8 @@ COMMANDS = {
     "sample": cmd_sample,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
+    "nll": cmd_nll,
+    "diagnose": cmd_diagnose,
 }
 
 

@@ -133,6 +133,10 @@ class Denoiser:
 
     @torch.no_grad()
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        return self.predict(x_t, t)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        """As calling the denoiser, but differentiable (for likelihoods and diagnostics)."""
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])  # (B,)
         self.nfe += 1
         output = self.model(self.process.model_input(x_t, t), t)

@@ -12,14 +12,17 @@ import torch
 
 from diffusion.data.errors import DataError
 from diffusion.data.files import SUFFIXES, load_points, resample
-from diffusion.data.toy import TOY_DATASETS, toy_options
+from diffusion.data.mixture import GaussianMixture, load_mixture
+from diffusion.data.toy import TOY_DATASETS, toy_mixture, toy_options
 
 __all__ = [
     "TOY_DATASETS",
     "DataError",
     "Dataset",
+    "GaussianMixture",
     "available_datasets",
     "get_dataset",
+    "load_mixture",
     "load_points",
     "resample",
     "toy_options",
@@ -36,12 +39,15 @@ class Dataset:
         sample: sample(n, generator=None) -> (n, d) float32 fresh draws; for a file-backed set
             these are bootstrap resamples of `points` (rows drawn with replacement).
         points: the full (N, d) point cloud of a file-backed set, else None.
+        mixture: the exact law of a Gaussian-mixture set (a .json file, `gaussians`,
+            `eight_gaussians`), else None; `diffusion.oracle` turns it into exact scores.
     """
 
     name: str
     dim: int
     sample: Callable[[int, torch.Generator | None], torch.Tensor]
     points: torch.Tensor | None = None
+    mixture: GaussianMixture | None = None
 
 
 def available_datasets() -> list[str]:
@@ -72,15 +78,17 @@ def _toy_dataset(name: str, options: dict[str, object]) -> Dataset:
         sample(1, torch.Generator().manual_seed(0))
     except DataError as error:
         raise DataError(f"{name}: {error}") from None
-    return Dataset(name=name, dim=2, sample=sample)
+    return Dataset(name=name, dim=2, sample=sample, mixture=toy_mixture(name, **options))
 
 
 def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
     """A toy data set by name, or a point cloud from a file.
 
     Args:
-        spec: a name from `available_datasets()`, or a path to a .npy/.csv file (anything
-            ending in .npy/.csv, with a path separator or a file extension, or an existing file).
+        spec: a name from `available_datasets()`, a path to a .npy/.csv point cloud, or a
+            path to a .json Gaussian mixture (`diffusion.data.mixture`). Anything ending in
+            .npy/.csv/.json, with a path separator or a file extension, or an existing file is
+            taken as a path.
         **options: options of the toy set (see `toy_options(name)`); files take none.
 
     Returns:
@@ -95,10 +103,13 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
     if _looks_like_path(spec):
         if options:
             raise DataError(f"{spec}: a file data set takes no options, got {', '.join(options)}")
+        if spec.lower().endswith(".json"):
+            mixture = load_mixture(spec)
+            return Dataset(name=spec, dim=mixture.dim, sample=mixture.sample, mixture=mixture)
         points = load_points(spec)
         sample = partial(resample, points)
         return Dataset(name=spec, dim=points.shape[1], sample=sample, points=points)
     raise DataError(
         f"unknown dataset {spec!r}; choose one of: {', '.join(available_datasets())} "
-        "or give a path to a .npy/.csv file"
+        "or give a path to a .npy/.csv point cloud or a .json Gaussian mixture"
     )

@@ -123,7 +123,8 @@ def load_points(path: str | Path) -> torch.Tensor:
     path = Path(path).expanduser()
     if path.suffix.lower() not in _READERS:
         raise DataError(
-            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use .npy or .csv"
+            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use .npy or .csv "
+            "(or .json for a Gaussian mixture)"
         )
     if not path.exists():
         raise DataError(f"{path}: no such file")

@@ -234,3 +234,24 @@ def toy_options(name: str) -> dict[str, Any]:
     """The options of toy set `name` with their defaults, e.g. {'noise': 0.1} for swissroll."""
     parameters = inspect.signature(TOY_DATASETS[name]).parameters.values()
     return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def toy_mixture(name: str, **options: Any):
+    """The `GaussianMixture` that toy set `name` draws from, or None if it is not a mixture.
+
+    `gaussians` and `eight_gaussians` are mixtures (their draws come from the functions above,
+    so the random streams stay as they are; this gives their exact law).
+    """
+    from diffusion.data.mixture import GaussianMixture
+
+    if name == "eight_gaussians":
+        return toy_mixture(
+            "gaussians", n_clusters=8, radius=EIGHT_GAUSSIANS_RADIUS,
+            std=options.get("std", EIGHT_GAUSSIANS_STD),
+        )  # fmt: skip
+    if name != "gaussians":
+        return None
+    settings = {**toy_options("gaussians"), **options}
+    k = settings["n_clusters"]
+    means = circle_centres(k, settings["radius"]).double()
+    return GaussianMixture.isotropic(torch.ones(k), means, torch.full((k,), settings["std"]))

@@ -203,6 +203,15 @@ class GaussianProcess(ABC):
         self,
         model: torch.nn.Module,
         shape: tuple[int, ...],
+        **kwargs: object,
+    ) -> SampleResult:
+        """Draw samples from a trained network; see `sample_with` for the arguments."""
+        return self.sample_with(self.denoiser(model), shape, **kwargs)
+
+    def sample_with(
+        self,
+        denoiser,
+        shape: tuple[int, ...],
         *,
         sampler: str | None = None,
         steps: int | None = None,
@@ -216,7 +225,9 @@ class GaussianProcess(ABC):
         """Draw samples of any shape by walking a time grid back from the prior.
 
         Args:
-            model: the trained network (put it in eval mode first).
+            denoiser: called as ``denoiser(x_t, t)`` -> `Prediction`, with ``.process`` and an
+                ``.nfe`` counter: `self.denoiser(model)` for a trained network (in eval
+                mode), or `diffusion.oracle.Oracle.denoiser()` for the exact answer.
             shape: output shape, e.g. (n, d) for n points in d dimensions.
             sampler: a name from `diffusion.samplers.SAMPLERS`; the process default when None.
             steps: number of sampling steps (ignored when `times` is given).
@@ -251,9 +262,9 @@ class GaussianProcess(ABC):
         else:
             grid = make_grid(self, steps, grid)
         x = self.prior(shape, generator=generator, device=device)
-        denoiser = self.denoiser(model)
+        start = denoiser.nfe
         x = run(denoiser, x, grid.to(device), generator=generator, callback=callback, **options)
-        return SampleResult(x=x, nfe=denoiser.nfe, times=grid)
+        return SampleResult(x=x, nfe=denoiser.nfe - start, times=grid)
 
     def check_grid(self, times: torch.Tensor) -> torch.Tensor:
         """Validate a user time grid: 1-D, strictly decreasing, from t = 1 down to t = 0."""

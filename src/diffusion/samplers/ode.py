@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from diffusion.odeint import dopri5
 from diffusion.samplers.base import Callback, SamplerStep, alpha_at_start, noise_like, walk
 
 VARIABLES = ("sigma", "t")
@@ -129,21 +130,6 @@ def heun(
     return x
 
 
-# Dormand & Prince 1980, RK5(4)7M: nodes, coefficients, 5th-order and error weights.
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
-
-
 def rk45(
     denoiser,
     x: torch.Tensor,
@@ -167,40 +153,24 @@ def rk45(
     fast (sigma' ~ 1/sigma), and an unbounded step can leap over that region with an error
     estimate that misses it.
     """
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"rtol and atol must be positive, got {rtol} and {atol}")
     process = denoiser.process
     t0 = float(times[0])
     t_end = float(times[-2]) if len(times) > 2 else min(1e-3, t0 / 2)
-    t, h = t0, -(t0 - t_end) / 20
-    k1, x0 = _slope(denoiser, x, torch.tensor(t0, dtype=times.dtype), "t")
-    index = 0
-    for _ in range(max_steps):
-        if t <= t_end:
-            break
-        h = min(max(h, t_end - t, -max_step), -1e-12)  # h < 0: not past t_end, not too long
-        t_next = t + h
-        if t_next - t_end < 1e-9:  # land exactly on t_end rather than a sliver above it
-            t_next, h = t_end, t_end - t
-        ks = [k1]
-        for j in range(1, 7):
-            xj = x + h * sum(a * k for a, k in zip(_A[j], ks, strict=False) if a)
-            kj, x0j = _slope(denoiser, xj, torch.tensor(t + _C[j] * h, dtype=times.dtype), "t")
-            ks.append(kj)
-        x_new = x + h * sum(b * k for b, k in zip(_B, ks, strict=True) if b)
-        error = h * sum(e * k for e, k in zip(_E, ks, strict=True) if e)
-        scale = atol + rtol * torch.maximum(x.abs(), x_new.abs())
-        norm = float((error / scale).pow(2).mean().sqrt())
-        if norm <= 1:  # accept; the last stage is the next step's first (FSAL)
-            t_prev, t = t, t_next
-            x, k1, x0 = x_new, ks[-1], x0j
-            if callback is not None:
-                callback(SamplerStep(index=index, t=t_prev, s=t, x=x, x0=x0))
-            index += 1
-        factor = 0.9 * norm ** (-1 / 5) if norm > 0 else 5.0
-        h *= min(5.0, max(0.2, factor))
-    else:
-        raise RuntimeError(f"rk45 did not reach t = {t_end} in {max_steps} steps")
+    last_x0 = [None]  # the x0 estimate of the latest slope evaluation, for the callback
+    index = [0]
+
+    def slope(t: float, x: torch.Tensor) -> torch.Tensor:
+        k, last_x0[0] = _slope(denoiser, x, torch.tensor(t, dtype=times.dtype), "t")
+        return k
+
+    def on_step(t: float, s: float, x: torch.Tensor) -> None:
+        if callback is not None:  # the last slope was evaluated at (s, x): first same as last
+            callback(SamplerStep(index=index[0], t=t, s=s, x=x, x0=last_x0[0]))
+        index[0] += 1
+
+    solution = dopri5(slope, x, t0, t_end, rtol=rtol, atol=atol, max_step=max_step,
+                      max_steps=max_steps, on_step=on_step)  # fmt: skip
+    x, t, index = solution.y, t_end, index[0]
     # Final denoising step to t = 0.
     pred = denoiser(x, torch.tensor(t, dtype=times.dtype))
     alpha0 = float(process.alpha(torch.zeros((), dtype=torch.float64)))

@@ -1,0 +1,224 @@
+"""Exact answers for Gaussian-mixture data: noised density, score and optimal denoiser.
+
+Under a Gaussian path x_t = alpha x0 + sigma noise, data drawn from sum_k w_k N(m_k, C_k)
+has the marginal
+
+    p_t(x) = sum_k w_k N(x; alpha m_k, alpha^2 C_k + sigma^2 I),
+
+because a linear map of a Gaussian plus independent Gaussian noise is Gaussian. With
+S_k = alpha^2 C_k + sigma^2 I and the responsibilities r_k(x) = w_k N_k(x) / p_t(x):
+
+    score      grad log p_t(x) = sum_k r_k S_k^-1 (alpha m_k - x)
+    denoiser   E[x0 | x_t = x] = sum_k r_k (m_k + alpha C_k S_k^-1 (x - alpha m_k))
+
+(the per-component posterior mean is the Gaussian conditioning formula; Tweedie's formula
+E[x0 | x] = (x + sigma^2 score) / alpha gives the same for alpha > 0, Efron 2011). eps, v and
+velocity follow through `diffusion.parametrize`. With C_k = U_k diag(lambda_k) U_k^T, S_k is
+diagonal in the same axes, so everything costs O(K D) per point after one projection, and
+the log-sum-exp over components keeps it stable far from every mode.
+
+`Oracle.points(x)` is the empirical optimal denoiser of a finite training set (every point a
+zero-variance component): what a network that memorises its data perfectly would output
+(see e.g. Karras et al. 2022, Sec. 5, and smalldiffusion's "ideal denoiser").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from diffusion.checkpoint import TrainedModel
+from diffusion.config import TrainConfig
+from diffusion.data.mixture import GaussianMixture
+from diffusion.normalize import Normalizer
+from diffusion.parametrize import Prediction, target_from
+from diffusion.utils import expand_like
+
+# Entries of the largest (B, K, D) temporary: batches are split so it stays ~64 MiB in float64.
+_CHUNK_ELEMENTS = 2**23
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Exact quantities at points x_t (B, D) and times t (B,)."""
+
+    log_prob: torch.Tensor  # (B,) log p_t(x_t)
+    score: torch.Tensor  # (B, D) grad log p_t(x_t)
+    x0: torch.Tensor  # (B, D) E[x0 | x_t]
+
+
+class Oracle:
+    """The exact marginals of a Gaussian mixture under a Gaussian-path process.
+
+    Args:
+        mixture: the data law, in the process's coordinates (see `GaussianMixture.affine`).
+        process: any process with Gaussian marginals (not Poisson flow); None for an oracle
+            used only through `exact_at` (alpha and sigma given directly).
+        dtype: precision of the computation; results come back in the input's dtype unless
+            the input is already float64.
+    """
+
+    def __init__(
+        self, mixture: GaussianMixture, process=None, dtype: torch.dtype = torch.float64
+    ) -> None:
+        if process is not None and not process.gaussian:
+            raise ValueError(
+                f"the exact oracle needs Gaussian marginals, which {type(process).__name__} "
+                "does not have"
+            )
+        self.mixture = mixture
+        self.process = process
+        self.dtype = dtype
+        self._cache: dict[torch.device, tuple] = {}
+
+    @classmethod
+    def points(cls, points: torch.Tensor, process, dtype: torch.dtype = torch.float64) -> Oracle:
+        """The empirical optimal denoiser of a finite set (N, D): perfect memorisation."""
+        return cls(GaussianMixture.points(points), process, dtype)
+
+    def _tensors(self, device: torch.device):
+        if device not in self._cache:
+            m = self.mixture
+            axes = None if m.axes is None else m.axes.to(device, self.dtype)
+            self._cache[device] = (
+                m.weights.log().to(device, self.dtype),
+                m.means.to(device, self.dtype),
+                m.eigenvalues.to(device, self.dtype),
+                axes,
+            )
+        return self._cache[device]
+
+    def _times(self, t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(
+            t, dtype=torch.float64 if isinstance(t, float) else None, device=x.device
+        )
+        return t.to(torch.float64).expand(x.shape[0]) if t.ndim == 0 else t.to(torch.float64)
+
+    def exact(self, x: torch.Tensor, t: torch.Tensor | float) -> Exact:
+        """log p_t, the score and E[x0 | x_t] at x (B, D) and t (scalar or (B,))."""
+        t = self._times(t, x)
+        return self.exact_at(x, self.process.alpha(t), self.process.sigma(t))
+
+    def exact_at(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> Exact:
+        """The same at x (B, D) for the path coefficients alpha, sigma (B,) themselves."""
+        out_dtype = x.dtype
+        alpha, sigma, x = alpha.to(self.dtype), sigma.to(self.dtype), x.to(self.dtype)
+        step = max(1, _CHUNK_ELEMENTS // max(1, self.mixture.n_components * self.mixture.dim))
+        parts = [
+            self._exact(x[i : i + step], alpha[i : i + step], sigma[i : i + step])
+            for i in range(0, x.shape[0], step)
+        ]
+        log_prob, score, x0 = (torch.cat(p) for p in zip(*parts, strict=True))
+        return Exact(log_prob.to(out_dtype), score.to(out_dtype), x0.to(out_dtype))
+
+    def _exact(self, x, alpha, sigma):
+        log_w, means, lam, axes = self._tensors(x.device)
+        a = alpha[:, None, None]  # (B, 1, 1)
+        diff = x[:, None, :] - a * means[None]  # (B, K, D) x - alpha m_k
+        if axes is not None:  # into each component's axes: U_k^T (x - alpha m_k)
+            diff = torch.einsum("kde,bkd->bke", axes, diff)
+        var = a**2 * lam[None] + sigma[:, None, None] ** 2  # (B, K, D) diagonal of S_k
+        whitened = diff / var  # S_k^-1 (x - alpha m_k), in the axes
+        log_norm = -0.5 * (var.log().sum(-1) + (diff * whitened).sum(-1))  # (B, K)
+        logits = log_w[None] + log_norm - 0.5 * x.shape[1] * math.log(2 * math.pi)
+        log_prob = torch.logsumexp(logits, dim=1)  # (B,)
+        r = torch.softmax(logits, dim=1)[:, :, None]  # (B, K, 1) responsibilities
+        score = -(r * whitened)  # (B, K, D) per component, still in the axes
+        shrink = a * lam[None] * whitened  # alpha C_k S_k^-1 (x - alpha m_k), in the axes
+        if axes is not None:  # back to the data axes
+            score = torch.einsum("kde,bke->bkd", axes, score)
+            shrink = torch.einsum("kde,bke->bkd", axes, shrink)
+        x0 = (r * (means[None] + shrink)).sum(1)  # (B, D)
+        return log_prob, score.sum(1), x0
+
+    def log_prob(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """(B,) log p_t(x)."""
+        return self.exact(x, t).log_prob
+
+    def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """(B, D) grad_x log p_t(x)."""
+        return self.exact(x, t).score
+
+    def x0(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """(B, D) E[x0 | x_t = x], the optimal denoiser."""
+        return self.exact(x, t).x0
+
+    def target(self, name: str, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """The exact value of prediction target `name` (eps, x0, v, velocity, score): the
+        minimiser of that target's regression loss, E[target | x_t]."""
+        t = self._times(t, x)
+        exact = self.exact(x, t)
+        if name == "score":
+            return exact.score
+        alpha, sigma, d_alpha, d_sigma = (
+            expand_like(c.to(x.dtype), x)
+            for c in (
+                self.process.alpha(t), self.process.sigma(t),
+                self.process.d_alpha(t), self.process.d_sigma(t),
+            )
+        )  # fmt: skip
+        eps = -sigma * exact.score  # E[eps | x] = -sigma score (Vincent 2011)
+        return target_from(name, exact.x0, eps, alpha, sigma, d_alpha, d_sigma)
+
+    def denoiser(self) -> OracleDenoiser:
+        """This oracle seen as a denoiser: plugs into every sampler where a network would."""
+        return OracleDenoiser(self)
+
+
+class OracleDenoiser:
+    """The exact E[x0 | x_t] and E[eps | x_t] with the `Denoiser` interface (counts NFE)."""
+
+    def __init__(self, oracle: Oracle) -> None:
+        self.oracle = oracle
+        self.process = oracle.process
+        self.nfe = 0
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        with torch.no_grad():
+            return self.predict(x_t, t)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        """The exact prediction, differentiable in x_t."""
+        self.nfe += 1
+        exact = self.oracle.exact(x_t, t)
+        sigma = self.process.sigma(self.oracle._times(t, x_t)).to(x_t.dtype)
+        eps = -expand_like(sigma, x_t) * exact.score  # E[eps | x_t] = -sigma score
+        return Prediction(x0=exact.x0, eps=eps)
+
+
+@dataclass
+class ExactModel(TrainedModel):
+    """A `TrainedModel` whose network is the exact oracle: sample, evaluate and measure the
+    likelihood of the true data law through the same code as a trained run."""
+
+    oracle: Oracle | None = None
+
+    def denoiser(self, device: torch.device | str = "cpu") -> OracleDenoiser:
+        return self.oracle.denoiser()
+
+
+def exact_model(
+    mixture: GaussianMixture,
+    config: TrainConfig,
+    normalizer: Normalizer | None = None,
+    dtype: torch.dtype = torch.float64,
+    process=None,
+) -> ExactModel:
+    """The exact model of `mixture` under the process of `config`.
+
+    The process sees standardised data, as in training: by `normalizer` when given (a run's,
+    to compare with its network), else by the mixture's own mean and standard deviation.
+    `process` reuses an existing process object (else one is built from `config`).
+    """
+    from diffusion.train import build_process
+
+    if normalizer is None:
+        normalizer = Normalizer(shift=mixture.mean().float(), scale=mixture.std().float())
+    process = build_process(config) if process is None else process
+    oracle = Oracle(mixture.affine(normalizer.shift, normalizer.scale), process, dtype)
+    return ExactModel(
+        config=config, process=process, model=torch.nn.Identity(), normalizer=normalizer,
+        dim=mixture.dim, oracle=oracle,
+    )  # fmt: skip
