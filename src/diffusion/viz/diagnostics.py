@@ -97,14 +97,14 @@ def plot_density(grid, path: str | Path, *, data=None) -> Path:
 
 def field_gif(frames: Sequence, path: str | Path, *, reference_name: str, fps: float = 3) -> Path:
     """Arrows of the score field, model beside reference, one frame per noise level. Each
-    frame divides both fields by the reference's 95th-percentile length and caps arrows at
-    1.5, so directions stay readable where the model is far off."""
+    frame divides both fields by the reference's median arrow length and caps arrows at
+    1.5, so directions stay readable both near the data and where the model is far off."""
     images = []
     for frame in frames:
         fig = new_figure(2 * PANEL_INCHES, PANEL_INCHES)
         axes = fig.subplots(1, 2)
         pts = frame.points.numpy()
-        unit = max(float(frame.reference.norm(dim=1).quantile(0.95)), 1e-12)
+        unit = max(float(frame.reference.norm(dim=1).median()), 1e-12)
         spacing = float(np.ptp(pts[:, 0])) / max(1, round(len(pts) ** 0.5) - 1)
         for ax, values, title in ((axes[0], frame.model, "model"),
                                   (axes[1], frame.reference, reference_name)):  # fmt: skip
