@@ -256,3 +256,37 @@ def test_report_is_deterministic_and_json_friendly() -> None:
     assert d["mmd"]["ratio"] == pytest.approx(d["mmd"]["value"] / d["mmd"]["floor"])
     assert d["mmd"]["floor"] > 0 and d["energy"]["floor"] > 0  # V-statistics: positive floors
     json.dumps(d, allow_nan=False)
+
+
+# --- SlicedWassersteinRatio: compare_to_data's SW ratio with the floor computed once ---
+
+
+def _gaussian_data(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(n, 2, generator=generator)
+
+
+def test_sw_ratio_of_data_is_near_one_and_of_a_shift_is_large():
+    score = metrics.SlicedWassersteinRatio(_gaussian_data, 2000, make_generator(0))
+    fresh = [score(_gaussian_data(2000, make_generator(100 + i))) for i in range(5)]
+    assert 0.7 < sorted(fresh)[2] < 1.4  # the median of 5 draws of the data itself
+    shifted = _gaussian_data(2000, make_generator(7)) + torch.tensor([0.5, 0.0])
+    assert score(shifted) > 5
+
+
+def test_sw_ratio_matches_compare_to_data_on_a_clear_mismatch():
+    samples = 1.5 * _gaussian_data(1000, make_generator(3))
+    score = metrics.SlicedWassersteinRatio(_gaussian_data, 1000, make_generator(1))
+    report = metrics.compare_to_data(samples, _gaussian_data, make_generator(2))
+    # Same statistic, different data draws: agree to the metric's own spread.
+    assert score(samples) == pytest.approx(report.sliced_wasserstein.ratio, rel=0.3)
+
+
+def test_sw_ratio_is_deterministic_and_checks_its_input():
+    a = metrics.SlicedWassersteinRatio(_gaussian_data, 500, make_generator(4), n_floor_repeats=3)
+    b = metrics.SlicedWassersteinRatio(_gaussian_data, 500, make_generator(4), n_floor_repeats=3)
+    x = _gaussian_data(500, make_generator(5))
+    assert a(x) == b(x) and a.floor == b.floor > 0
+    with pytest.raises(ValueError, match="expected 500 samples"):
+        a(x[:10])
+    with pytest.raises(ValueError, match="n_floor_repeats"):
+        metrics.SlicedWassersteinRatio(_gaussian_data, 10, make_generator(0), n_floor_repeats=0)

@@ -417,3 +417,18 @@ def test_toy_mixture_function_matches_dataset():
 @pytest.mark.parametrize("name", sorted(set(TOY_DATASETS) - {"gaussians", "eight_gaussians"}))
 def test_other_toy_sets_have_no_mixture(name):
     assert get_dataset(name).mixture is None
+
+
+def test_affine_of_isotropic_stays_axis_aligned_and_round_trips_through_json():
+    iso = GaussianMixture.isotropic(torch.tensor([1.0, 3.0]), torch.tensor([[0.0, 1.0], [2.0, -1.0]]),
+                                    torch.tensor([0.5, 0.2]))  # fmt: skip
+    scaled = iso.affine(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.5]))
+    assert scaled.axes is None  # diagonal, no eigendecomposition needed
+    want = (
+        iso.covariances() / torch.outer(torch.tensor([2.0, 0.5]), torch.tensor([2.0, 0.5])).double()
+    )
+    torch.testing.assert_close(scaled.covariances(), want)
+    back = mixture_from_dict(scaled.to_json())
+    assert "covariances" in scaled.to_json()  # not isotropic any more: stds would lose it
+    torch.testing.assert_close(back.covariances(), want)
+    torch.testing.assert_close(back.means, scaled.means)

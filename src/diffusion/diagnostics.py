@@ -127,16 +127,19 @@ def nfe_curve(
     trained, exact: ExactModel, dataset: Dataset, *, steps: list[int], n: int = 4000,
     seed: int = 1, sampler: str | None = None, grid: str | None = None,
 ) -> NFECurve:  # fmt: skip
-    """Quality against NFE with the run's sampler, for the model and the reference."""
-    from diffusion.run import evaluate
+    """Quality against NFE with the run's sampler, for the model and the reference: the SW
+    ratio of `compare_to_data`, against one set of data draws and one floor for all."""
+    from diffusion.metrics import SlicedWassersteinRatio
 
     sampler = sampler or trained.config.sampler
     grid = grid or trained.config.sample_grid
+    score = SlicedWassersteinRatio(dataset.sample, n, make_generator(seed * 16 + 6))
     rows: dict[str, list] = {"steps": [], "nfe": [], "model": [], "reference": []}
     for k in steps:
         for key, model in (("model", trained), ("reference", exact)):
-            result = evaluate(model, dataset, n=n, seed=seed, sampler=sampler, steps=k, grid=grid)
-            rows[key].append(result.metrics.sliced_wasserstein.ratio)
+            generator = make_generator(seed * 16 + 4)  # the same prior draw for both
+            result = model.sample(n, sampler=sampler, steps=k, grid=grid, generator=generator)
+            rows[key].append(score(result.x.cpu()))
         rows["steps"].append(k)
         rows["nfe"].append(result.nfe)
     return NFECurve(sampler=sampler, grid=grid, **rows)

@@ -157,6 +157,49 @@ def sliced_wasserstein(
     return math.sqrt(max(total.item() / directions.shape[0], 0.0))
 
 
+class SlicedWassersteinRatio:
+    """The sliced-Wasserstein ratio of `compare_to_data`, for scoring many sample sets of
+    one size against the same data: the data draws A_r, B_r, the directions and the floor
+    median_r SW(A_r, B_r) are fixed once, and each call returns median_r SW(samples, A_r)
+    divided by that floor (e.g. one sampler at several step counts).
+
+    Args:
+        sample_data: `sample_data(n, generator)` draws n points of the data distribution.
+        n: the size of every sample set that will be scored.
+        generator: source of the data draws and directions.
+        n_floor_repeats: repeats r (as `compare_to_data`).
+        n_projections: directions.
+    """
+
+    def __init__(
+        self,
+        sample_data: Callable[[int, torch.Generator], Tensor],
+        n: int,
+        generator: torch.Generator,
+        *,
+        n_floor_repeats: int = 24,
+        n_projections: int = 64,
+    ) -> None:
+        if n_floor_repeats < 1:
+            raise ValueError("n_floor_repeats must be >= 1")
+        pairs = [(_as_points(sample_data(n, generator)), _as_points(sample_data(n, generator)))
+                 for _ in range(n_floor_repeats)]  # fmt: skip
+        self.n = n
+        self.references = [a for a, _ in pairs]
+        self.directions = random_directions(pairs[0][0].shape[1], n_projections, generator)
+        self.floor = statistics.median(
+            sliced_wasserstein(a, b, directions=self.directions) for a, b in pairs
+        )
+
+    def __call__(self, samples: Tensor) -> float:
+        samples = _as_points(samples)
+        if samples.shape[0] != self.n:
+            raise ValueError(f"expected {self.n} samples, got {samples.shape[0]}")
+        values = [sliced_wasserstein(samples, a, directions=self.directions)
+                  for a in self.references]  # fmt: skip
+        return statistics.median(values) / self.floor if self.floor > 0 else math.inf
+
+
 # --------------------------------------------------------------------------------------------
 # Kernel statistics: MMD and energy distance
 # --------------------------------------------------------------------------------------------

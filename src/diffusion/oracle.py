@@ -72,6 +72,8 @@ class Oracle:
         self.process = process
         self.dtype = dtype
         self._cache: dict[torch.device, tuple] = {}
+        lam = mixture.eigenvalues
+        self._isotropic = mixture.axes is None and bool((lam == lam[:, :1]).all())
 
     @classmethod
     def points(cls, points: torch.Tensor, process, dtype: torch.dtype = torch.float64) -> Oracle:
@@ -115,6 +117,8 @@ class Oracle:
 
     def _exact(self, x, alpha, sigma):
         log_w, means, lam, axes = self._tensors(x.device)
+        if self._isotropic:
+            return self._exact_isotropic(x, alpha, sigma, log_w, means, lam[:, 0])
         a = alpha[:, None, None]  # (B, 1, 1)
         diff = x[:, None, :] - a * means[None]  # (B, K, D) x - alpha m_k
         if axes is not None:  # into each component's axes: U_k^T (x - alpha m_k)
@@ -132,6 +136,23 @@ class Oracle:
             shrink = torch.einsum("kde,bke->bkd", axes, shrink)
         x0 = (r * (means[None] + shrink)).sum(1)  # (B, D)
         return log_prob, score.sum(1), x0
+
+    def _exact_isotropic(self, x, alpha, sigma, log_w, means, lam):
+        """The same for components s_k^2 I (e.g. a data set's points) in O(B K) memory: the
+        squared distances come from one matrix product, |x|^2 - 2 alpha x.m + alpha^2 |m|^2."""
+        d = x.shape[1]
+        a = alpha[:, None]  # (B, 1)
+        var = a**2 * lam[None] + sigma[:, None] ** 2  # (B, K) the variance of S_k
+        sq = ((x * x).sum(1, keepdim=True) - 2 * a * (x @ means.T)
+              + a**2 * (means * means).sum(1)[None]).clamp_min(0)  # (B, K)  # fmt: skip
+        logits = log_w[None] - 0.5 * (d * var.log() + sq / var) - 0.5 * d * math.log(2 * math.pi)
+        log_prob = torch.logsumexp(logits, dim=1)  # (B,)
+        r = torch.softmax(logits, dim=1)  # (B, K) responsibilities
+        w = r / var  # (B, K)
+        score = a * (w @ means) - w.sum(1, keepdim=True) * x  # sum_k r_k (alpha m_k - x) / v_k
+        g = a * w * lam[None]  # (B, K) alpha r_k s_k^2 / v_k
+        x0 = r @ means + g.sum(1, keepdim=True) * x - a * (g @ means)  # (B, D)
+        return log_prob, score, x0
 
     def log_prob(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """(B,) log p_t(x)."""

@@ -46,8 +46,9 @@ class GaussianMixture:
         weights: (K,) positive, summing to 1.
         means: (K, D).
         eigenvalues: (K, D) >= 0, the variances along each component's axes.
-        axes: (K, D, D) orthonormal columns U_k, or None when every component is isotropic
-            (then U_k = I and each row of `eigenvalues` is constant).
+        axes: (K, D, D) orthonormal columns U_k, or None when every component is aligned
+            with the coordinate axes (U_k = I; `eigenvalues` are then the per-coordinate
+            variances, constant along each row for isotropic components).
     """
 
     weights: torch.Tensor
@@ -113,8 +114,8 @@ class GaussianMixture:
         shift = torch.as_tensor(shift, dtype=torch.float64).cpu()
         scale = torch.as_tensor(scale, dtype=torch.float64).cpu()
         means = (self.means - shift) / scale
-        if self.axes is None and bool((scale == scale[0]).all()):
-            return GaussianMixture(self.weights, means, self.eigenvalues / scale[0] ** 2)
+        if self.axes is None:  # axis-aligned components stay axis-aligned
+            return GaussianMixture(self.weights, means, self.eigenvalues / scale**2)
         # S^-1 C S^-1 with S = diag(scale), re-diagonalised.
         return GaussianMixture.full(
             self.weights, means, self.covariances() / torch.outer(scale, scale)
@@ -136,7 +137,7 @@ class GaussianMixture:
     def to_json(self) -> dict[str, list]:
         """The file form (`covariances` unless every component is isotropic)."""
         out: dict[str, list] = {"weights": self.weights.tolist(), "means": self.means.tolist()}
-        if self.axes is None:
+        if self.axes is None and bool((self.eigenvalues == self.eigenvalues[:, :1]).all()):
             out["stds"] = self.eigenvalues[:, 0].sqrt().tolist()
         else:
             out["covariances"] = self.covariances().tolist()
