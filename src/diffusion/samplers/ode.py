@@ -23,6 +23,8 @@ from diffusion.odeint import dopri5
 from diffusion.samplers.base import Callback, SamplerStep, alpha_at_start, noise_like, walk
 
 VARIABLES = ("sigma", "t")
+#: Heun skips its correction on a step that starts above this sigma / alpha (see `heun`).
+HEUN_MAX_SIGMA = 1000.0
 
 
 def choose_variable(process, times: torch.Tensor, variable: str | None) -> str:
@@ -95,7 +97,8 @@ def heun(
     """Heun's second-order method (Karras et al. 2022, Algorithm 2).
 
     Each step takes an Euler step, evaluates the slope at its end and averages the two; the
-    last step (to sigma = 0) stays first order, so K steps cost 2K - 1 evaluations. With
+    last step (to sigma = 0) stays first order, so K steps cost 2K - 1 evaluations, and as
+    does a step that starts above sigma / alpha = `HEUN_MAX_SIGMA` (one evaluation fewer). With
     churn = S_churn > 0, each step whose noise level lies in [churn_min, churn_max] first
     raises it by the factor 1 + gamma, gamma = min(S_churn / K, sqrt(2) - 1), adding fresh
     noise of scale churn_noise = S_noise (Algorithm 2, lines 4-6); this needs the "sigma"
@@ -121,7 +124,12 @@ def heun(
             t, tau_t, a_t = torch.tensor(t_hat, dtype=times.dtype), tau_hat, a_hat
         slope, x0 = _slope(denoiser, a_t * y, t, variable)
         y_next = y + (tau_s - tau_t) * slope
-        if s > 0:  # second-order correction (skipped on the final step, Algorithm 2 line 9)
+        # Second-order correction (Algorithm 2, line 9), skipped on the final step and on a
+        # step that starts above HEUN_MAX_SIGMA: from there the step spans noise levels of
+        # several regimes, and averaging the end slope over it (almost all of it lies high,
+        # where the Euler slope holds) is far worse than Euler. DDPM's cosine schedule
+        # starts at sigma / alpha ~ 2e4 (EDM's 80 and VP's 152 keep the correction).
+        if s > 0 and (variable != "sigma" or tau_t <= HEUN_MAX_SIGMA):
             slope_s, _ = _slope(denoiser, a_s * y_next, s, variable)
             y_next = y + (tau_s - tau_t) * 0.5 * (slope + slope_s)
         x = a_s * y_next
