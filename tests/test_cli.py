@@ -174,7 +174,7 @@ def test_console_script_error_has_no_traceback():
 def test_sample_in_chunks_fills_every_row_with_fresh_draws(capsys, tiny_run, tmp_path, monkeypatch):
     import diffusion.cli as cli
 
-    monkeypatch.setattr(cli, "SAMPLE_CHUNK", 50)
+    monkeypatch.setattr(cli.sample, "SAMPLE_CHUNK", 50)
     run_dir, _ = tiny_run
     out = tmp_path / "x.npy"
     args = ["sample", "--run", str(run_dir), "--n", "120", "--sampler", "ddim", "--steps", "5"]

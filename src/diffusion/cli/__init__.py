@@ -1,0 +1,57 @@
+"""The `diffusion` command: train, sample and evaluate models on toy and user data.
+
+One module per command (train, sample and evaluate, nll and diagnose, compare), the parser
+in `parser`, and what they share in `common`.
+
+Bad input never shows a traceback: it prints one line naming the problem and exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from diffusion.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError
+from diffusion.cli.compare import cmd_compare
+from diffusion.cli.measure import cmd_diagnose, cmd_nll
+from diffusion.cli.parser import build_parser
+from diffusion.cli.sample import cmd_evaluate, cmd_sample
+from diffusion.cli.train import cmd_train
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
+    "nll": cmd_nll,
+    "diagnose": cmd_diagnose,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `diffusion` command; returns the exit code."""
+    from diffusion.checkpoint import CheckpointError
+    from diffusion.config import ConfigError
+    from diffusion.data import DataError
+    from diffusion.train import NonFiniteLossError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except NonFiniteLossError as exc:  # not bad input: training itself failed
+        print(f"diffusion: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (UsageError, ConfigError, DataError, CheckpointError, ValueError) as exc:
+        message = " ".join(str(exc).split())  # always one line
+        print(f"diffusion: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("diffusion: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`diffusion compare`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffusion.cli.common import (
+    MAX_EVALUATE,
+    UsageError,
+    check_process,
+    check_writable,
+)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from diffusion.compare import compare_runs
+    from diffusion.config import TrainConfig
+    from diffusion.data import get_dataset
+
+    if len(args.run) + len(args.process) < 2:
+        raise UsageError("compare needs at least two runs: give --run DIR and/or --process P ...")
+    if len(set(args.process)) != len(args.process):
+        raise UsageError("--process names a process twice")
+    if args.n > MAX_EVALUATE:
+        raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
+    out = Path(args.out)
+    check_writable(out, "--out", directory=True)
+    configs = []
+    for process in args.process:
+        values = {"process": process, "seed": args.seed}
+        if args.dataset:
+            values["dataset"] = args.dataset
+        if args.steps:
+            values["steps"] = args.steps
+        config = TrainConfig.from_dict(values)
+        check_process(config)
+        if (out / process / "config.json").exists():
+            raise UsageError(f"{out / process} already holds a run; pass it with --run instead")
+        configs.append(config)
+    if configs:
+        get_dataset(configs[0].dataset)
+    rows = compare_runs([Path(r) for r in args.run], out, n=args.n, seed=args.seed + 1,
+                        train=configs, progress=not args.quiet)  # fmt: skip
+    print(f"{'process':<10}{'sampler':<16}{'NFE':>6}{'SW ratio':>10}")
+    for row in rows:
+        print(f"{row['process']:<10}{row['sampler']:<16}{row['nfe']:>6}{row['sw_ratio']:>10.2f}")
+    print(f"wrote {out / 'compare.png'}, {out / 'compare.gif'} and {out / 'compare.json'}")
+    return 0
