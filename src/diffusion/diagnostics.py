@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import torch
 
 from diffusion.data import Dataset, GaussianMixture
-from diffusion.likelihood import pf_ode_nll, prior_log_prob
+from diffusion.likelihood import pf_ode_nll, prior_log_prob, standard_error
 from diffusion.oracle import ExactModel, exact_model
-from diffusion.utils import expand_like, make_generator
+from diffusion.utils import make_generator
 
 
 def reference(trained, dataset: Dataset, training_points: torch.Tensor) -> tuple[ExactModel, str]:
@@ -80,35 +80,26 @@ def error_by_time(
         t = lo + (hi - lo) * torch.rand(z.shape[0], generator=generator, dtype=torch.float64)
         noise = torch.randn(z.shape, generator=generator)
         x_t = process.marginal(z, t.float(), noise)
-        losses = []
-        for denoiser in (model_denoiser, exact_denoiser):
-            pred = denoiser(x_t, t.float())
-            losses.append(_target_loss(process, pred, x_t, t, z, noise))
-        eps_model = model_denoiser(x_t, t.float()).eps
-        eps_exact = exact_denoiser(x_t, t.float()).eps
+        preds = [denoiser(x_t, t.float()) for denoiser in (model_denoiser, exact_denoiser)]
+        losses = [_target_loss(process, pred, x_t, t, z, noise) for pred in preds]
         centre = torch.tensor((lo + hi) / 2, dtype=torch.float64)
         out["t"].append(float(centre))
         out["log_snr"].append(float(2 * (process.alpha(centre) / process.sigma(centre)).log()))
         out["model_loss"].append(losses[0])
         out["reference_loss"].append(losses[1])
-        out["eps_error"].append(float((eps_model - eps_exact).pow(2).mean()))
+        out["eps_error"].append(float((preds[0].eps - preds[1].eps).pow(2).mean()))
     return TimeErrors(**out)
 
 
 def _target_loss(process, pred, x_t, t, z, noise) -> float:
-    """The process's training loss (mean squared error on its target) of a prediction."""
+    """The process's training loss of a prediction: its target from (x0_hat, eps_hat) against
+    the true target from (z, noise)."""
     from diffusion.parametrize import target_from
 
-    alpha, sigma, d_alpha, d_sigma = (
-        expand_like(c.to(x_t.dtype), x_t)
-        for c in (process.alpha(t), process.sigma(t), process.d_alpha(t), process.d_sigma(t))
-    )
-    target = process.prediction
-    want = target_from(target, z, noise, alpha, sigma, d_alpha, d_sigma)
-    got = target_from(target, pred.x0, pred.eps, alpha, sigma, d_alpha, d_sigma)
-    if target == "score":  # trained with the weight sigma^2
-        want, got = sigma * want, sigma * got
-    return float((got - want).pow(2).mean())
+    coefficients = process.coefficients(t, x_t)
+    want = target_from(process.prediction, z, noise, *coefficients)
+    got = target_from(process.prediction, pred.x0, pred.eps, *coefficients)
+    return float(process.target_loss(got, want, coefficients[1]))
 
 
 @dataclass(frozen=True)
@@ -170,7 +161,7 @@ def prior_mismatch(exact: ExactModel, *, n: int = 100_000, seed: int = 0) -> Pri
     mean_sq = (alpha * mixture.means).pow(2).sum(1) / sigma**2
     kl_k = 0.5 * (ratio.sum(1) + mean_sq - mixture.dim - ratio.log().sum(1))
     return PriorMismatch(
-        kl=float(log_ratio.mean()), stderr=float(log_ratio.std() / math.sqrt(n)),
+        kl=float(log_ratio.mean()), stderr=standard_error(log_ratio),
         upper_bound=float(mixture.weights @ kl_k), n=n,
     )  # fmt: skip
 

@@ -27,10 +27,17 @@ from dataclasses import dataclass
 import torch
 
 from diffusion.odeint import dopri5
+from diffusion.samplers.ode import flow_velocity
 
 DIVERGENCES = ("exact", "hutchinson")
 #: sigma / alpha at which the integral starts (standardised units).
 START_NOISE = 1e-3
+
+
+def standard_error(values: torch.Tensor) -> float:
+    """The standard error of the mean of `values` (0 for a single value)."""
+    n = values.numel()
+    return float(values.std() / math.sqrt(n)) if n > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,7 @@ class Likelihood:
     @property
     def stderr(self) -> float:
         """Standard error of the mean over points (0 for a single point)."""
-        n = self.nll.numel()
-        return float(self.nll.std() / math.sqrt(n)) if n > 1 else 0.0
+        return standard_error(self.nll)
 
     @property
     def bits_per_dim(self) -> float:
@@ -62,11 +68,8 @@ class Likelihood:
 
 def velocity(denoiser, x: torch.Tensor, t: float) -> torch.Tensor:
     """The probability-flow velocity alpha' x0_hat + sigma' eps_hat at (x, t), differentiable."""
-    process = denoiser.process
-    tt = torch.tensor(t, dtype=torch.float64)
     pred = denoiser.predict(x, torch.tensor(t, dtype=x.dtype, device=x.device))
-    d_alpha, d_sigma = float(process.d_alpha(tt)), float(process.d_sigma(tt))
-    return d_alpha * pred.x0 + d_sigma * pred.eps
+    return flow_velocity(denoiser.process, pred, t)
 
 
 def _divergence(v: torch.Tensor, x: torch.Tensor, probe: torch.Tensor | None) -> torch.Tensor:
@@ -154,7 +157,7 @@ def pf_ode_nll(
 def _integrate(denoiser, z: torch.Tensor, t0: float, probe, rtol: float, atol: float):
     """(-log p_t0(z) per point, evaluations): x and int div v integrated from t0 to 1."""
     d = z.shape[1]
-    model_dtype = torch.float32 if not hasattr(denoiser, "oracle") else torch.float64
+    model_dtype = denoiser.dtype  # float32 for a network, the oracle's own precision
 
     def rhs(t: float, state: torch.Tensor) -> torch.Tensor:  # state (B, d + 1)
         with torch.enable_grad():

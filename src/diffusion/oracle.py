@@ -47,6 +47,7 @@ class Exact:
     log_prob: torch.Tensor  # (B,) log p_t(x_t)
     score: torch.Tensor  # (B, D) grad log p_t(x_t)
     x0: torch.Tensor  # (B, D) E[x0 | x_t]
+    eps: torch.Tensor  # (B, D) E[eps | x_t] = -sigma score (Vincent 2011)
 
 
 class Oracle:
@@ -99,7 +100,7 @@ class Oracle:
         return t.to(torch.float64).expand(x.shape[0]) if t.ndim == 0 else t.to(torch.float64)
 
     def exact(self, x: torch.Tensor, t: torch.Tensor | float) -> Exact:
-        """log p_t, the score and E[x0 | x_t] at x (B, D) and t (scalar or (B,))."""
+        """log p_t, the score, E[x0 | x_t] and E[eps | x_t] at x (B, D), t (scalar or (B,))."""
         t = self._times(t, x)
         return self.exact_at(x, self.process.alpha(t), self.process.sigma(t))
 
@@ -113,7 +114,8 @@ class Oracle:
             for i in range(0, x.shape[0], step)
         ]
         log_prob, score, x0 = (torch.cat(p) for p in zip(*parts, strict=True))
-        return Exact(log_prob.to(out_dtype), score.to(out_dtype), x0.to(out_dtype))
+        eps = -sigma[:, None] * score
+        return Exact(*(v.to(out_dtype) for v in (log_prob, score, x0, eps)))
 
     def _exact(self, x, alpha, sigma):
         log_w, means, lam, axes = self._tensors(x.device)
@@ -180,8 +182,7 @@ class Oracle:
                 self.process.d_alpha(t), self.process.d_sigma(t),
             )
         )  # fmt: skip
-        eps = -sigma * exact.score  # E[eps | x] = -sigma score (Vincent 2011)
-        return target_from(name, exact.x0, eps, alpha, sigma, d_alpha, d_sigma)
+        return target_from(name, exact.x0, exact.eps, alpha, sigma, d_alpha, d_sigma)
 
     def denoiser(self) -> OracleDenoiser:
         """This oracle seen as a denoiser: plugs into every sampler where a network would."""
@@ -194,6 +195,7 @@ class OracleDenoiser:
     def __init__(self, oracle: Oracle) -> None:
         self.oracle = oracle
         self.process = oracle.process
+        self.dtype = oracle.dtype  # the precision the oracle computes in
         self.nfe = 0
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
@@ -204,9 +206,7 @@ class OracleDenoiser:
         """The exact prediction, differentiable in x_t."""
         self.nfe += 1
         exact = self.oracle.exact(x_t, t)
-        sigma = self.process.sigma(self.oracle._times(t, x_t)).to(x_t.dtype)
-        eps = -expand_like(sigma, x_t) * exact.score  # E[eps | x_t] = -sigma score
-        return Prediction(x0=exact.x0, eps=eps)
+        return Prediction(x0=exact.x0, eps=exact.eps)
 
 
 @dataclass

@@ -131,6 +131,11 @@ class Denoiser:
         self.target = check_target(target)
         self.nfe = 0
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the network computes in (float32 when it has no parameters)."""
+        return next(self.model.parameters(), torch.empty(0)).dtype
+
     @torch.no_grad()
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         return self.predict(x_t, t)

@@ -160,6 +160,17 @@ def check_grid(trained, steps: int, grid: str) -> None:
         raise UsageError(f"--grid {grid}: {exc}") from None
 
 
+def sampling_settings(args: argparse.Namespace, trained) -> dict:
+    """The sampler, steps, grid and sampler options the command line asks for (the run's
+    own where left out), checked before any sampling: keyword arguments of `sample`."""
+    sampler = args.sampler or trained.config.sampler
+    options = sampler_options(args, sampler)
+    steps = sampling_steps(args.steps, trained)
+    grid = args.grid or trained.config.sample_grid
+    check_grid(trained, steps, grid)
+    return {"sampler": sampler, "steps": steps, "grid": grid, **options}
+
+
 def load_source(args: argparse.Namespace):
     """The model the options name: a run's network, or an exact oracle (`ExactModel`)."""
     from diffusion.checkpoint import load_model

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from diffusion.cli.common import (
@@ -19,7 +18,7 @@ MAX_DIAGNOSE = 10**5  # points per measurement of `diffusion diagnose`
 
 def cmd_nll(args: argparse.Namespace) -> int:
     from diffusion.data import get_dataset
-    from diffusion.likelihood import ddpm_bound, exact_nll, pf_ode_nll
+    from diffusion.likelihood import ddpm_bound, exact_nll, pf_ode_nll, standard_error
     from diffusion.utils import default_device, make_generator
 
     if args.n > MAX_NLL:
@@ -48,11 +47,9 @@ def cmd_nll(args: argparse.Namespace) -> int:
         exact = exact_nll(dataset.mixture, x)
         difference = result.nll - exact
         report["exact_nll"] = float(exact.mean())
-        report["exact_stderr"] = float(exact.std() / math.sqrt(args.n)) if args.n > 1 else 0.0
+        report["exact_stderr"] = standard_error(exact)
         report["difference"] = float(difference.mean())
-        report["difference_stderr"] = (
-            float(difference.std() / math.sqrt(args.n)) if args.n > 1 else 0.0
-        )
+        report["difference_stderr"] = standard_error(difference)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

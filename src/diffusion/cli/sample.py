@@ -13,13 +13,11 @@ from tqdm.auto import tqdm
 from diffusion.cli.common import (
     MAX_EVALUATE,
     UsageError,
-    check_grid,
     check_writable,
     format_metrics,
     load_source,
     nearest_existing,
-    sampler_options,
-    sampling_steps,
+    sampling_settings,
 )
 
 SAMPLE_CHUNK = 65_536  # points sampled at once by `diffusion sample`
@@ -33,11 +31,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--out must name a .npy file, got {args.out!r}")
     check_writable(out, "--out", directory=False)
     trained = load_source(args)
-    sampler = args.sampler or trained.config.sampler
-    options = sampler_options(args, sampler)
-    steps = sampling_steps(args.steps, trained)
-    grid = args.grid or trained.config.sample_grid
-    check_grid(trained, steps, grid)
+    settings = sampling_settings(args, trained)
     needed = args.n * trained.dim * 4 + 4096
     free = shutil.disk_usage(nearest_existing(out.parent)).free
     if needed > free:
@@ -56,10 +50,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         starts = range(0, args.n, SAMPLE_CHUNK)
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
             size = min(SAMPLE_CHUNK, args.n - start)
-            result = trained.sample(
-                size, sampler=sampler, steps=steps, grid=grid, generator=generator,
-                device=device, **options,
-            )  # fmt: skip
+            result = trained.sample(size, generator=generator, device=device, **settings)
             array[start : start + size] = result.x.cpu().numpy()
             nfe = result.nfe
         array.flush()
@@ -79,15 +70,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--n must be at most {MAX_EVALUATE:_} for evaluate (samples are held "
                          f"in memory), got {args.n:_}")  # fmt: skip
     trained = load_source(args)
-    sampler = args.sampler or trained.config.sampler
-    options = sampler_options(args, sampler)
-    steps = sampling_steps(args.steps, trained)
-    grid = args.grid or trained.config.sample_grid
-    check_grid(trained, steps, grid)
+    settings = sampling_settings(args, trained)
     dataset = get_dataset(trained.config.dataset)
     result = evaluate(
         trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
-        sampler=sampler, steps=steps, grid=grid, device=default_device(), **options,
+        device=default_device(), **settings,
     )  # fmt: skip
     metrics = result.metrics.to_dict()
     if args.json:

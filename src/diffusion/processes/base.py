@@ -188,10 +188,14 @@ class GaussianProcess(ABC):
         coefficients = self.coefficients(t, x0)
         target = target_from(self.prediction, x0, noise, *coefficients)
         output = model(self.model_input(x_t, t), t.to(x0.dtype))
-        if (
-            self.prediction == "score"
-        ):  # weight sigma^2 (Song & Ermon 2019, Eq. 6 with lambda = sigma^2)
-            sigma = coefficients[1]
+        return self.target_loss(output, target, coefficients[1])
+
+    def target_loss(
+        self, output: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor
+    ) -> torch.Tensor:
+        """The mean squared error between a prediction of this process's target and the true
+        target; a score is weighted by sigma^2 (Song & Ermon 2019, Eq. 6, lambda = sigma^2)."""
+        if self.prediction == "score":
             return F.mse_loss(sigma * output, sigma * target)
         return F.mse_loss(output, target)
 
@@ -280,6 +284,14 @@ class GaussianProcess(ABC):
                 "a time grid must start at t = 1 (where the prior is) and end at t = 0"
             )
         return times
+
+
+def random_level_times(
+    count: int, n: int, generator: torch.Generator | None, device: torch.device | None
+) -> torch.Tensor:
+    """n times k / count with k uniform in 1..count (float32): one discrete level per point."""
+    k = torch.randint(1, count + 1, (n,), generator=generator, device=device)
+    return k.to(torch.float32) / count
 
 
 def _derivative(fn: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from diffusion.processes.base import GaussianProcess
+from diffusion.processes.base import GaussianProcess, random_level_times
 from diffusion.processes.schedules import make_betas
 
 #: sqrt(alpha_bar_T) above this keeps too much signal at t = 1 for the N(0, I) prior.
@@ -108,8 +108,7 @@ class DDPM(GaussianProcess):
         device: torch.device | None = None,
     ) -> torch.Tensor:
         """Uniform step k in 1..T (Algorithm 1 of Ho et al. 2020), returned as t = k / T."""
-        k = torch.randint(1, self.steps + 1, (n,), generator=generator, device=device)
-        return k.to(torch.float32) / self.steps
+        return random_level_times(self.steps, n, generator, device)
 
     def time_grid(self, steps: int | None = None) -> torch.Tensor:
         """`steps` evenly spaced step indices from T down to 0 ("trailing": it starts at T)."""

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from diffusion.processes.base import random_level_times
 from diffusion.processes.sde import VE
 
 
@@ -68,8 +69,7 @@ class NCSN(VE):
         device: torch.device | None = None,
     ) -> torch.Tensor:
         """A uniformly drawn level per point (Song & Ermon 2019, Eq. 6), as its time l / L."""
-        level = torch.randint(1, self.levels + 1, (n,), generator=generator, device=device)
-        return level.to(torch.float32) / self.levels
+        return random_level_times(self.levels, n, generator, device)
 
     def time_grid(self, steps: int | None = None) -> torch.Tensor:
         """`steps` of the L levels, evenly spread from the noisiest (t = 1) down, then t = 0."""

@@ -47,10 +47,14 @@ def _slope(denoiser, x: torch.Tensor, t: torch.Tensor, variable: str):
     pred = denoiser(x, t)
     if variable == "sigma":
         return pred.eps, pred.x0  # dy/dtau
-    process = denoiser.process
+    return flow_velocity(denoiser.process, pred, t), pred.x0  # dx/dt
+
+
+def flow_velocity(process, pred, t) -> torch.Tensor:
+    """The probability-flow velocity dx/dt = alpha'(t) x0_hat + sigma'(t) eps_hat at one time."""
     tt = torch.as_tensor(t, dtype=torch.float64).reshape(())
     d_alpha, d_sigma = float(process.d_alpha(tt)), float(process.d_sigma(tt))
-    return d_alpha * pred.x0 + d_sigma * pred.eps, pred.x0  # dx/dt
+    return d_alpha * pred.x0 + d_sigma * pred.eps
 
 
 def _ends(c, t, s, variable: str):
