@@ -344,9 +344,13 @@ class Trainer:
         # EMA warmup (as in Tarvainen & Valpola 2017): early weights are not averaged in for
         # long. A skipped step has weight 0, which leaves the EMA exactly as it was.
         decay = min(config.ema_decay, (1 + step) / (10 + step))
+        # ema += w (p - ema), written with foreach ops that take the weight w as a device
+        # tensor (_foreach_lerp_ would read a tensor weight back to the host every step).
         ema_params = list(self.ema.parameters())
         with torch.no_grad():
-            torch._foreach_lerp_(ema_params, list(self.model.parameters()), (1 - decay) * (1 - bad))
+            steps = torch._foreach_sub(list(self.model.parameters()), ema_params)
+            torch._foreach_mul_(steps, (1 - decay) * (1 - bad))
+            torch._foreach_add_(ema_params, steps)
         self.losses[step] = loss.detach()
         self._skipped += bad
         self._streak.add_(1).mul_(bad)
