@@ -6,6 +6,7 @@ import functools
 import itertools
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -279,6 +280,16 @@ def test_sw_ratio_matches_compare_to_data_on_a_clear_mismatch():
     report = metrics.compare_to_data(samples, _gaussian_data, make_generator(2))
     # Same statistic, different data draws: agree to the metric's own spread.
     assert score(samples) == pytest.approx(report.sliced_wasserstein.ratio, rel=0.3)
+
+
+def test_sw_ratio_equals_the_median_of_sliced_wasserstein_over_the_references():
+    score = metrics.SlicedWassersteinRatio(
+        _gaussian_data, 700, make_generator(8), n_floor_repeats=5
+    )
+    x = 1.2 * _gaussian_data(700, make_generator(9))
+    distances = [metrics.sliced_wasserstein(x, a, directions=score.directions)
+                 for a in score.references]  # fmt: skip
+    assert score(x) == pytest.approx(statistics.median(distances) / score.floor, rel=1e-12)
 
 
 def test_sw_ratio_is_deterministic_and_checks_its_input():
