@@ -235,6 +235,7 @@ def exact_model(
     """
     from diffusion.train import build_process
 
+    config.validate()  # fills the process's defaults (prediction, sampler, steps)
     if normalizer is None:
         normalizer = Normalizer(shift=mixture.mean().float(), scale=mixture.std().float())
     process = build_process(config) if process is None else process
