@@ -32,7 +32,7 @@ HUGE = "1" + "0" * 30  # an integer no 64-bit seed or tensor size can hold
 
 # A finished run small enough to train in a couple of seconds, with a checkpoint at step 60.
 SMALL = dict(
-    steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10, n_train=500,
+    process="ddpm", steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10, n_train=500,
     batch_size=64, eval_samples=500, snapshot_samples=100, snapshot_every=30,
     checkpoint_every=30,
 )  # fmt: skip
@@ -215,16 +215,16 @@ CASES = [
         expect="zero_terminal_snr",
     ),
     train(
-        "linear-too-few-steps-betas", "--schedule", "linear", "--diffusion-steps", "10",
+        "linear-too-few-steps-betas", "--process", "ddpm", "--schedule", "linear", "--diffusion-steps", "10",
         expect=("betas must lie in (0, 1)", "T = 10"),
     ),
     train(
-        "linear-terminal-signal", "--schedule", "linear", "--diffusion-steps", "20",
+        "linear-terminal-signal", "--process", "ddpm", "--schedule", "linear", "--diffusion-steps", "20",
         "--beta-start", "1e-4", "--beta-end", "0.02",
         expect=("sqrt(alpha_bar_T)", "--allow-terminal-signal"),
     ),
     train(
-        "sample-steps-above-diffusion-steps", "--diffusion-steps", "50", "--sample-steps", "100",
+        "sample-steps-above-diffusion-steps", "--process", "ddpm", "--diffusion-steps", "50", "--sample-steps", "100",
         expect="sample_steps",
     ),
     # -- device --

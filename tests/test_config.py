@@ -35,6 +35,12 @@ def test_bad_values_name_the_field(field, value):
         TrainConfig.from_dict({field: value})
 
 
+def test_a_beta_schedule_is_refused_outside_ddpm():
+    with pytest.raises(ConfigError, match="schedule applies to the ddpm process only"):
+        TrainConfig.from_dict({"schedule": "linear"})
+    assert TrainConfig.from_dict({"process": "ddpm", "schedule": "linear"}).schedule == "linear"
+
+
 def test_sample_steps_cannot_exceed_diffusion_steps():
     with pytest.raises(ConfigError, match="sample_steps"):
-        TrainConfig.from_dict({"diffusion_steps": 50, "sample_steps": 100})
+        TrainConfig.from_dict({"process": "ddpm", "diffusion_steps": 50, "sample_steps": 100})

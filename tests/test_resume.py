@@ -22,7 +22,8 @@ from diffusion.tensorfile import CheckpointError
 from diffusion.train import MAX_NONFINITE_STREAK, NonFiniteLossError, Trainer, TrainingState
 
 SMALL = dict(
-    steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10, snapshot_every=25,
+    process="ddpm", steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10,
+    snapshot_every=25,
     snapshot_samples=100, n_train=500, batch_size=64, warmup=10, eval_samples=500,
 )  # fmt: skip
 
