@@ -1,6 +1,6 @@
 """Regenerate the README pictures from a default training run.
 
-    python docs/make_images.py [--run DIR] [--compare-runs DIR ...] [--only diagnostics]
+    python docs/make_images.py [--run DIR] [--compare-runs DIR ...] [--only main|diagnostics]
 
 Trains `diffusion train` with its defaults into a temporary run directory (or uses --run),
 then copies training.gif, reverse.gif and samples.png into docs/images/. Then runs
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="an existing default run to copy from")
     parser.add_argument("--compare-runs", nargs="*", default=None, help="runs to compare")
-    parser.add_argument("--only", choices=("diagnostics",), help="make only these pictures")
+    parser.add_argument("--only", choices=("main", "diagnostics"), help="make only these pictures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only == "diagnostics":
@@ -56,6 +56,8 @@ def main() -> None:
         for name in FILES:
             shutil.copyfile(run / name, IMAGES / name)
             print(f"wrote {IMAGES / name}")
+        if args.only == "main":
+            return
         out = Path(tmp) / "compare"
         argv = ["compare", "--out", str(out), "--quiet"]
         if args.compare_runs:
