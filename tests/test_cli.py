@@ -70,7 +70,16 @@ def test_bad_train_input_exits_2_with_one_line(capsys, tmp_path, args):
 
 
 def test_terminal_signal_error_says_how_to_fix(capsys, tmp_path):
-    args = ["--process", "ddpm", "--schedule", "linear", "--diffusion-steps", "100", "--beta-start", "1e-5"]
+    args = [
+        "--process",
+        "ddpm",
+        "--schedule",
+        "linear",
+        "--diffusion-steps",
+        "100",
+        "--beta-start",
+        "1e-5",
+    ]
     code, _, err = run_cli(
         capsys, "train", "--out", str(tmp_path / "r"), *args, "--beta-end", "5e-3"
     )

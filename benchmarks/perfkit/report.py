@@ -118,7 +118,13 @@ def sampling_table(rows: list[dict]) -> list[str]:
         "| --- | --- | --- | --- |",
     ]
     for r in rows:
-        rate = f"{r['samples_per_s']:,}" if "samples_per_s" in r else "(start-up only)"
+        start_up = rows[0]["seconds"] if rows[0]["n"] == 1 else 0.0
+        if "samples_per_s" not in r:
+            rate = "(start-up only)"
+        elif r["seconds"] < 2 * start_up:  # mostly start-up: the difference is noise
+            rate = "-"
+        else:
+            rate = f"{r['samples_per_s']:,}"
         lines.append(f"| {r['n']:,} | {r['seconds']:.1f} s | {rate} | {r['peak_mib']} MiB |")
     return lines
 
