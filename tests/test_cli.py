@@ -17,6 +17,10 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+#: a linear schedule too short to reach noise: sqrt(alpha_bar_T) = 0.88 is left at t = 1.
+TERMINAL_SIGNAL = ["--process", "ddpm", "--schedule", "linear", "--diffusion-steps", "100",
+                   "--beta-start", "1e-5", "--beta-end", "5e-3"]  # fmt: skip
+
 BAD_TRAIN = [
     ["--dataset", "nosuchset"],
     ["--dataset", "missing.npy"],
@@ -43,16 +47,7 @@ BAD_TRAIN = [
     ["--snapshot-every", "0"],
     ["--eval-samples", "0"],
     ["--device", "tpu"],
-    [
-        "--schedule",
-        "linear",
-        "--diffusion-steps",
-        "100",
-        "--beta-start",
-        "1e-5",
-        "--beta-end",
-        "5e-3",
-    ],
+    TERMINAL_SIGNAL,
     ["--zero-terminal-snr", "--prediction", "eps"],
     ["--no-such-option"],
 ]
@@ -70,19 +65,7 @@ def test_bad_train_input_exits_2_with_one_line(capsys, tmp_path, args):
 
 
 def test_terminal_signal_error_says_how_to_fix(capsys, tmp_path):
-    args = [
-        "--process",
-        "ddpm",
-        "--schedule",
-        "linear",
-        "--diffusion-steps",
-        "100",
-        "--beta-start",
-        "1e-5",
-    ]
-    code, _, err = run_cli(
-        capsys, "train", "--out", str(tmp_path / "r"), *args, "--beta-end", "5e-3"
-    )
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "r"), *TERMINAL_SIGNAL)
     assert code == 2
     assert "0.88" in err and "cosine" in err and "allow" in err
 
