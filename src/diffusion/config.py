@@ -212,15 +212,12 @@ class TrainConfig:
             raise ConfigError(
                 f"augment_dim applies to the poisson process only, not {self.process}"
             )
-        if self.process != "ddpm" and self.schedule != "cosine":
-            raise ConfigError(
-                f"schedule applies to the ddpm process only, not {self.process} "
-                "(the default process is flow; add --process ddpm)"
-            )
-        ddpm_only = ("beta_start", "beta_end", "zero_terminal_snr")
-        for name in ddpm_only if self.process != "ddpm" else ():
-            if getattr(self, name) not in (None, False):
-                raise ConfigError(f"{name} applies to the ddpm process only, not {self.process}")
+        for name, unset in DDPM_ONLY.items() if self.process != "ddpm" else ():
+            if getattr(self, name) != unset:
+                raise ConfigError(
+                    f"{name} applies to the ddpm process only, not {self.process} "
+                    "(the default process is flow; add --process ddpm)"
+                )
         for name in ("sigma_min", "sigma_max") if self.process not in SIGMA_PROCESSES else ():
             if getattr(self, name) is not None:
                 raise ConfigError(
@@ -240,6 +237,10 @@ class TrainConfig:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device is {self.device!r} but CUDA is not available here")
 
+
+#: settings of the DDPM beta schedule, each with the value that means "not set"; another
+#: value is refused for any other process.
+DDPM_ONLY = {"schedule": "cosine", "beta_start": None, "beta_end": None, "zero_terminal_snr": False}
 
 #: upper bounds that keep a typo (an extra zero or ten) from allocating the machine away.
 LIMITS = {

@@ -348,9 +348,9 @@ class Trainer:
         # tensor (_foreach_lerp_ would read a tensor weight back to the host every step).
         ema_params = list(self.ema.parameters())
         with torch.no_grad():
-            steps = torch._foreach_sub(list(self.model.parameters()), ema_params)
-            torch._foreach_mul_(steps, (1 - decay) * (1 - bad))
-            torch._foreach_add_(ema_params, steps)
+            deltas = torch._foreach_sub(list(self.model.parameters()), ema_params)
+            torch._foreach_mul_(deltas, (1 - decay) * (1 - bad))
+            torch._foreach_add_(ema_params, deltas)
         self.losses[step] = loss.detach()
         self._skipped += bad
         self._streak.add_(1).mul_(bad)
