@@ -72,7 +72,7 @@ def main() -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.splitlines()[2:]),
     )
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the default recipe")
     parser.add_argument("--datasets", nargs="+", default=["swissroll", "moons", "checkerboard"])
     parser.add_argument("--processes", nargs="+", default=quality.TTQ_PROCESSES)
@@ -96,15 +96,14 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.markdown:
-        given = "--sections" in sys.argv
-        print(report.markdown(json.loads(args.json.read_text()), args.sections if given else None))
+        print(report.markdown(json.loads(args.json.read_text()), args.sections))
         return 0
     if args.quick:
         args.seeds, args.datasets, args.peer_seconds, args.compile = 2, ["swissroll"], 30.0, False
         args.processes = ["flow", "ddpm", "edm"]
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     results["machine"] = machine()
-    for name in args.sections:
+    for name in args.sections or SECTIONS:
         log(f"\n== {name} ==")
         start = time.perf_counter()
         result = run_section(name, args)

@@ -1,5 +1,5 @@
 """What every section shares: the quality score, timed training with a quality curve, the
-machine description, and the sampler settings a row is measured with."""
+machine description, and a timer."""
 
 from __future__ import annotations
 
@@ -116,7 +116,3 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
-
-
-def fmt(value: float | None, digits: int = 2, missing: str = "-") -> str:
-    return missing if value is None else f"{value:.{digits}f}"

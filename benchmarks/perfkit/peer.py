@@ -18,7 +18,7 @@ from common import Curve, Scorer, train_with_curve
 from torch import nn
 
 from diffusion.config import TrainConfig
-from diffusion.train import Trainer
+from diffusion.data import get_dataset
 from diffusion.utils import make_generator
 
 PEER_WIDTH = 128  # hidden units, three hidden layers
@@ -116,11 +116,11 @@ def train_peer(points: torch.Tensor, normalizer, scorer: Scorer, seconds: float,
 def peer_comparison(seconds: float, bar: float, log) -> dict:
     """Our default recipe and the peer on the swiss roll, in one run: time to ratio <= bar."""
     config = TrainConfig().validate()
-    probe = Trainer(config)
-    scorer = Scorer(probe.dataset)
-    ours_trainer, ours = train_with_curve(config, scorer, evaluations=20)
+    dataset = get_dataset(config.dataset)
+    scorer = Scorer(dataset)
+    ours_trainer, ours = train_with_curve(config, scorer, evaluations=20, dataset=dataset)
     log(f"  ours: {' '.join(f'{s:.1f}s:{r:.2f}' for _, s, r in ours.points)}")
-    peer = train_peer(probe.data, probe.normalizer, scorer, seconds, log)
+    peer = train_peer(ours_trainer.data, ours_trainer.normalizer, scorer, seconds, log)
     best_name = min(peer, key=lambda k: min(r for _, _, r in peer[k].points))
     peer_time = min(
         (t for t in (c.time_to(bar) for c in peer.values()) if t is not None), default=None

@@ -39,10 +39,12 @@ def default_recipe(seeds: int, log) -> dict:
         scorer = Scorer(trainer.dataset, sets=DEFAULT_SETS)
         row = {"seed": seed, "train_s": round(trainer.seconds, 2)}
         row["default"] = scorer(
-            model_draw(trainer, trainer.ema, config.sampler, config.sample_steps, "uniform")
+            model_draw(
+                trainer, trainer.ema, config.sampler, config.sample_steps, config.sample_grid
+            )
         )
         for steps in FEW_STEPS:
-            draw = model_draw(trainer, trainer.ema, "dpm-solver++", steps, "uniform")
+            draw = model_draw(trainer, trainer.ema, "dpm-solver++", steps, config.sample_grid)
             row[f"dpm-solver++ {steps}"] = scorer(draw)
         rows.append(row)
         log(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from common import fmt
+
+def fmt(value: float | None, digits: int = 2, missing: str = "-") -> str:
+    return missing if value is None else f"{value:.{digits}f}"
 
 
 def _time(value: float | None) -> str:
@@ -117,8 +119,8 @@ def sampling_table(rows: list[dict]) -> list[str]:
         "| `diffusion sample --n` | wall time | samples/s after start-up | peak memory |",
         "| --- | --- | --- | --- |",
     ]
+    start_up = rows[0]["seconds"] if rows[0]["n"] == 1 else 0.0
     for r in rows:
-        start_up = rows[0]["seconds"] if rows[0]["n"] == 1 else 0.0
         if "samples_per_s" not in r:
             rate = "(start-up only)"
         elif r["seconds"] < 2 * start_up:  # mostly start-up: the difference is noise

@@ -138,7 +138,9 @@ def dimension_scale(log) -> list[dict]:
             trainer = Trainer(config, dataset)
             trainer.run(progress=False)
             scorer = Scorer(dataset)
-            draw = model_draw(trainer, trainer.ema, config.sampler, config.sample_steps, "uniform")
+            draw = model_draw(
+                trainer, trainer.ema, config.sampler, config.sample_steps, config.sample_grid
+            )
             _, sample_s = timed(lambda draw=draw, n=scorer.n: draw(n, make_generator(0)))
             oracle = exact_model(dataset.mixture, config, normalizer=trainer.normalizer)
             row = {
