@@ -1,6 +1,6 @@
 """Performance report: quality per second of training and per network evaluation.
 
-    python benchmarks/perf.py                        # everything (about 30 min on 2 cores)
+    python benchmarks/perf.py                        # everything (about 45 min on 2 cores)
     python benchmarks/perf.py --sections default peer
     python benchmarks/perf.py --quick                # a smaller version of every section
     python benchmarks/perf.py --markdown             # print the tables of the saved JSON
