@@ -24,6 +24,7 @@ from diffusion.viz.plots import (
     Limits,
     compute_limits,
     ema_smooth,
+    focus_limits,
     loss_figure,
     plot_loss,
     plot_samples,
@@ -173,7 +174,7 @@ def test_training_frames_share_limits_and_titles_say_when() -> None:
 
 def test_reverse_frames_cover_the_noise_at_t1() -> None:
     data = _ring(1000, seed=6)
-    noise = 6.0 * torch.randn(1000, 2, generator=make_generator(7))
+    noise = 0.7 * torch.randn(1000, 2, generator=make_generator(7))  # 3.5x as wide as the ring
     trajectory = [(1 - k / 4, (k / 4) * data + (1 - k / 4) * noise) for k in range(5)]
     figures = list(reverse_figures(trajectory, data))
     assert len({str(_axes_limits(fig)) for fig in figures}) == 1
@@ -181,6 +182,26 @@ def test_reverse_frames_cover_the_noise_at_t1() -> None:
     inside = (noise[:, 0] > x0) & (noise[:, 0] < x1) & (noise[:, 1] > y0) & (noise[:, 1] < y1)
     assert inside.float().mean() > 0.99
     assert figures[1].axes[0].get_title() == "reverse process, t = 0.75"
+
+
+def test_reverse_frames_leave_out_noise_far_wider_than_the_data() -> None:
+    # EDM starts at sigma = 80: covering it would shrink the data to a dot.
+    data = _ring(1000, seed=6)
+    noise = torch.randn(1000, 2, generator=make_generator(7))
+    trajectory = [(1.0, 80.0 * noise), (0.5, 0.7 * noise), (0.0, data)]
+    (x0, x1), (y0, y1) = _axes_limits(next(iter(reverse_figures(trajectory, data))))[0]
+    assert (x0, x1) == pytest.approx(compute_limits(data, 0.7 * noise).x)
+    assert x1 - x0 < 6 and y1 - y0 < 6  # the 3.5x-wide state is still covered in full
+    assert focus_limits(data, [80.0 * noise], max_zoom_out=1e3) == compute_limits(
+        data, 80.0 * noise
+    )
+
+
+def test_focus_limits_1d_measures_the_value_axis() -> None:
+    data = _ring(1000, dim=1, seed=3)
+    wide = 50.0 * torch.randn(1000, generator=make_generator(4))
+    assert focus_limits(data, [wide]).x == compute_limits(data).x
+    assert focus_limits(data, [wide], max_zoom_out=1e3).x == compute_limits(data, wide).x
 
 
 @pytest.mark.parametrize("dim", [1, 3])

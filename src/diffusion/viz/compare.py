@@ -13,6 +13,7 @@ from diffusion.viz.plots import (
     PANEL_INCHES,
     compute_limits,
     draw_points,
+    focus_limits,
     new_figure,
     save_png,
     subsample,
@@ -58,7 +59,7 @@ def compare_gif(
         (label, [(t, subsample(to_points(x))) for t, x in traj]) for label, traj in trajectories
     ]
     everything = [x for _, traj in tracks for _, x in traj]
-    limits = compute_limits(data_points, *everything)
+    limits = focus_limits(data_points, everything)  # not EDM's sigma = 80 start
     frames = min(frames, max(len(traj) for _, traj in tracks))  # no repeated frames
 
     def frame(j: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from diffusion.viz.plots import (
     compute_limits,
     coordinate_note,
     draw_points,
+    focus_limits,
     new_figure,
     subsample,
     to_points,
@@ -152,7 +153,10 @@ def reverse_figures(
     *,
     limits: Limits | Sequence[Sequence[float]] | None = None,
 ) -> Iterator[Figure]:
-    """One figure per (t, x_t) state. Limits cover every state, the noise at t = 1 included."""
+    """One figure per (t, x_t) state. Limits cover the data and every state not far wider
+    (`focus_limits`): the noise at t = 1 of a unit-variance prior, not EDM's sigma = 80."""
+    if limits is None:
+        limits = focus_limits(data, [x for _, x in trajectory])
     return _state_figures(
         trajectory, data, lambda t: f"reverse process, t = {float(t):.2f}", limits
     )
@@ -173,7 +177,7 @@ def reverse_gif(
             callback; the same N particles in every state keep the motion continuous.
         data: (M, D) data points, drawn behind every frame.
         path: where the GIF goes (written atomically).
-        limits: ((xmin, xmax), (ymin, ymax)); None: wide enough for every state.
+        limits: ((xmin, xmax), (ymin, ymax)); None: `focus_limits` of the data and states.
         fps: frames per second; the last frame (the samples) is held for HOLD_LAST_MS.
 
     Returns:

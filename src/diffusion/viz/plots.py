@@ -105,6 +105,31 @@ def compute_limits(*arrays: ArrayLike, margin: float = 0.1, quantile: float = 0.
     return Limits(x=x, y=(0.0, 1.1 * peak if peak > 0 else 1.0))
 
 
+#: a state wider than this many times the data is left out of `focus_limits`. A unit-variance
+#: prior is 1-3 times as wide as normalised data; EDM and Poisson flow start at sigma = 80.
+MAX_ZOOM_OUT = 4.0
+
+
+def focus_limits(
+    data: ArrayLike, states: Sequence[ArrayLike], max_zoom_out: float = MAX_ZOOM_OUT
+) -> Limits:
+    """Limits for the data and every state at most `max_zoom_out` times as wide as it.
+
+    The noise at t = 1 of a unit-variance prior is covered in full; the sigma = 80 start of
+    EDM or Poisson flow is not (covering it would shrink the data to a dot), so their first
+    frames show particles arriving from outside the window.
+    """
+    data_points = to_points(data)
+    axes = min(2, data_points.shape[1])  # for 1-D data, y is the density axis: x only
+
+    def span(points: ArrayLike) -> float:
+        limits = compute_limits(points)
+        return max(hi - lo for lo, hi in (limits.x, limits.y)[:axes])
+
+    widest = max_zoom_out * span(data_points)
+    return compute_limits(data_points, *[x for x in states if span(x) <= widest])
+
+
 def _density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     counts, _ = np.histogram(values[np.isfinite(values)], bins=edges, density=False)
     total = counts.sum()
