@@ -115,7 +115,8 @@ def pf_ode_nll(
         trained: a `TrainedModel` (or `diffusion.oracle.ExactModel`) of a Gaussian-path process.
         x: (n, d) points in data coordinates.
         divergence: "exact" (d backward passes per evaluation) or "hutchinson" (one).
-        rtol, atol: tolerances of the adaptive solver on x and the log-density (in nats).
+        rtol: relative tolerance of the adaptive solver on x and the log-density (in nats).
+        atol: absolute tolerance of the adaptive solver on x and the log-density (in nats).
         generator: source of the Hutchinson probes.
         device: where to compute.
         batch_size: points integrated together (they share step sizes).

@@ -59,7 +59,8 @@ def dopri5(
     Args:
         f: the right-hand side; called with a float time and a tensor like `y`.
         y: the state at t0.
-        rtol, atol: relative and absolute tolerances on the local error.
+        rtol: relative tolerance on the local error.
+        atol: absolute tolerance on the local error.
         max_step: the longest step allowed (an unbounded step can leap over a region where
             f changes fast with an error estimate that misses it).
         max_steps: give up (RuntimeError) after this many attempted steps.

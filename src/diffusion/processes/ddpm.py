@@ -27,8 +27,10 @@ class DDPM(GaussianProcess):
     Args:
         steps: the number of diffusion steps T.
         schedule: beta schedule name: "linear", "cosine", "sigmoid" or "quadratic".
-        beta_start, beta_end: endpoints for the linear/sigmoid/quadratic schedules (defaults
-            1e-4 and 0.02 at T = 1000, scaled by 1000/T).
+        beta_start: first beta of the linear/sigmoid/quadratic schedules (default 1e-4 at
+            T = 1000, scaled by 1000/T).
+        beta_end: last beta of the linear/sigmoid/quadratic schedules (default 0.02 at
+            T = 1000, scaled by 1000/T).
         zero_terminal_snr: rescale the schedule so alpha_bar_T = 0 (Lin et al. 2023).
         prediction: network target, "eps", "x0" or "v".
         allow_terminal_signal: accept a schedule whose sqrt(alpha_bar_T) exceeds 0.05.
