@@ -20,6 +20,7 @@ from functools import cache
 
 import pytest
 import torch
+from theory_helpers import data_log_prob, data_score
 
 from diffusion.data.mixture import GaussianMixture
 from diffusion.fokker_planck import (
@@ -193,17 +194,6 @@ def test_bad_inputs_are_refused() -> None:
 
 
 # --- Langevin dynamics --------------------------------------------------------------------
-
-
-def data_score(oracle: Oracle, x: torch.Tensor) -> torch.Tensor:
-    """grad log p of the mixture itself (alpha = 1, sigma = 0)."""
-    ones = torch.ones(x.shape[0], dtype=F64)
-    return oracle.exact_at(x, ones, 0 * ones).score
-
-
-def data_log_prob(oracle: Oracle, x: torch.Tensor) -> torch.Tensor:
-    ones = torch.ones(x.shape[0], dtype=F64)
-    return oracle.exact_at(x, ones, 0 * ones).log_prob
 
 
 def langevin(oracle, x, step: float, steps: int, generator, noise_scale: float = 2.0):

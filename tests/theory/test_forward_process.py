@@ -13,23 +13,12 @@ import math
 
 import pytest
 import torch
+from theory_helpers import F64, mixture_2d
 
 from diffusion.data.mixture import GaussianMixture
 from diffusion.odeint import dopri5
 from diffusion.oracle import Oracle
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP, TerminalSignalError
-
-F64 = torch.float64
-
-
-def mixture_2d() -> GaussianMixture:
-    return GaussianMixture.full(
-        torch.tensor([0.5, 0.3, 0.2]),
-        torch.tensor([[-1.5, 0.0], [1.2, 0.8], [0.4, -1.4]]),
-        torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.05, 0.0], [0.0, 0.2]],
-                      [[0.2, -0.15], [-0.15, 0.2]]]),
-    )  # fmt: skip
-
 
 # --- DDPM: one step at a time against the closed form ------------------------------------------
 

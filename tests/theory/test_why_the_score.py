@@ -14,39 +14,17 @@ import math
 
 import pytest
 import torch
+from theory_helpers import F64, data_log_prob, data_score, mixture_2d
 
 from diffusion.data.mixture import GaussianMixture
 from diffusion.oracle import Oracle
 from diffusion.processes import VE, VP, FlowMatching
-
-F64 = torch.float64
-
-
-def mixture_2d() -> GaussianMixture:
-    """Three correlated components in 2-D (the example of docs/exact.md, shrunk to unit scale)."""
-    return GaussianMixture.full(
-        torch.tensor([0.5, 0.3, 0.2]),
-        torch.tensor([[-1.5, 0.0], [1.2, 0.8], [0.4, -1.4]]),
-        torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.05, 0.0], [0.0, 0.2]],
-                      [[0.2, -0.15], [-0.15, 0.2]]]),
-    )  # fmt: skip
 
 
 def mixture_1d() -> GaussianMixture:
     return GaussianMixture.isotropic(
         torch.tensor([0.6, 0.4]), torch.tensor([[-1.0], [1.5]]), torch.tensor([0.5, 0.3])
     )
-
-
-def data_density(oracle: Oracle, x: torch.Tensor) -> torch.Tensor:
-    """(B,) log p_0(x) of the oracle's mixture itself: alpha = 1, sigma = 0."""
-    ones = torch.ones(x.shape[0], dtype=F64)
-    return oracle.exact_at(x, ones, 0 * ones).log_prob
-
-
-def data_score(oracle: Oracle, x: torch.Tensor) -> torch.Tensor:
-    ones = torch.ones(x.shape[0], dtype=F64)
-    return oracle.exact_at(x, ones, 0 * ones).score
 
 
 def grid_2d(half_width: float, n: int) -> tuple[torch.Tensor, float]:
@@ -79,7 +57,7 @@ def test_score_of_unnormalised_density_is_the_normalised_score() -> None:
     # grad log(p~ / Z) = grad log p~: the oracle's normalised score, computed independently.
     torch.testing.assert_close(score, data_score(oracle, x.detach()), rtol=1e-10, atol=1e-12)
     # The two log-densities differ by one constant, log Z, here known in closed form...
-    log_z = log_unnorm.detach() - data_density(oracle, x.detach())
+    log_z = log_unnorm.detach() - data_log_prob(oracle, x.detach())
     expected = 5.0 + math.log(2 * math.pi)
     torch.testing.assert_close(log_z, torch.full_like(log_z, expected), rtol=0, atol=1e-10)
     # ...and by brute-force quadrature, the route that costs n^D evaluations in D dimensions.
@@ -141,7 +119,7 @@ def test_hyvarinen_identity_in_1d_by_quadrature(a: float, b: float, c: float) ->
     oracle = Oracle(mixture_1d())
     x = torch.linspace(-10, 10, 40001, dtype=F64)[:, None]  # p < 1e-80 beyond
     dx = 20 / 40000
-    p = data_density(oracle, x).exp() * dx  # quadrature weights
+    p = data_log_prob(oracle, x).exp() * dx  # quadrature weights
     true_score = data_score(oracle, x)[:, 0]
     s, div = candidate(x, a, b, c)
     s = s[:, 0]
