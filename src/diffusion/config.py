@@ -60,7 +60,7 @@ class TrainConfig:
     schedule: str = "cosine"  # beta schedule: linear, cosine, sigmoid, quadratic
     beta_start: float | None = None  # None: 1e-4 scaled by 1000/T (linear/sigmoid/quadratic)
     beta_end: float | None = None  # None: 0.02 scaled by 1000/T
-    zero_terminal_snr: bool = False  # rescale betas so alpha_bar_T = 0 (Lin et al. 2023)
+    zero_terminal_snr: bool = False  # rescale betas so alpha_bar_T = 0 (Lin et al. 2024)
     allow_terminal_signal: bool = False  # accept a schedule that leaves signal at t = 1
     # Network target: eps, x0, v, velocity or score; None: the process's default (v, and
     # velocity for flow matching).

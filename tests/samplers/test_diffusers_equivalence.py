@@ -164,7 +164,7 @@ def test_ddpm_process_matches_alphas_cumprod(ours, theirs):
 
 
 def test_zero_terminal_snr_rescale_matches():
-    """Lin et al. 2023, Algorithm 1, on both sides (the last alpha_bar becomes 0). Diffusers
+    """Lin et al. 2024, Algorithm 1, on both sides (the last alpha_bar becomes 0). Diffusers
     rescales in float32, where 1 - alpha_bar[k] / alpha_bar[k - 1] loses the small betas'
     digits (errors up to 5e-7), so its alphas_cumprod is compared, and its rescaling function
     itself is compared in float64."""

@@ -243,7 +243,7 @@ def test_unadjusted_langevin_bias_on_a_gaussian() -> None:
 
 
 def test_annealing_recovers_the_weights_plain_langevin_misses() -> None:
-    # Two separated modes, weights 0.8 and 0.2 (the experiment of Song & Ermon 2019, Fig. 3).
+    # Two separated modes, weights 0.8 and 0.2 (a smaller version of the experiment of Song & Ermon 2019, Fig. 3).
     # Plain Langevin from a uniform start keeps each point in the basin it started in (half
     # and half); annealed Langevin through NCSN's noise levels, with the exact denoiser,
     # crosses between modes while sigma is large and ends near the right weights (measured

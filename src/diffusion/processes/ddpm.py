@@ -31,7 +31,7 @@ class DDPM(GaussianProcess):
             T = 1000, scaled by 1000/T).
         beta_end: last beta of the linear/sigmoid/quadratic schedules (default 0.02 at
             T = 1000, scaled by 1000/T).
-        zero_terminal_snr: rescale the schedule so alpha_bar_T = 0 (Lin et al. 2023).
+        zero_terminal_snr: rescale the schedule so alpha_bar_T = 0 (Lin et al. 2024).
         prediction: network target, "eps", "x0" or "v".
         allow_terminal_signal: accept a schedule whose sqrt(alpha_bar_T) exceeds 0.05.
     """
@@ -71,7 +71,7 @@ class DDPM(GaussianProcess):
         if zero_terminal_snr and prediction == "eps":
             raise ValueError(
                 "zero terminal SNR with eps prediction cannot recover the data at t = 1 "
-                "(there is no signal left); predict v or x0 instead (Lin et al. 2023, Sec. 3.2)"
+                "(there is no signal left); predict v or x0 instead (Lin et al. 2024, Sec. 3.2)"
             )
 
     # -- the discrete view ---------------------------------------------------------------

@@ -58,7 +58,7 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 
 
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
-    """Shift and scale sqrt(alpha_bar) so the last step has zero SNR (Algorithm 1 of Lin et al. 2023).
+    """Shift and scale sqrt(alpha_bar) so the last step has zero SNR (Algorithm 1 of Lin et al. 2024).
 
     The first step keeps its value; the last becomes pure noise. Use a model that predicts
     ``v`` or ``x0`` with it: ``eps`` cannot recover the data where there is no signal.

@@ -1,4 +1,4 @@
-"""Probability-flow ODE samplers: Euler, Heun (EDM Algorithm 2) and adaptive Runge-Kutta.
+"""Probability-flow ODE samplers: Euler, Heun (EDM Algorithms 1 and 2) and adaptive Runge-Kutta.
 
 Every Gaussian path x_t = alpha x0 + sigma eps has the probability-flow ODE (Song et al. 2021,
 Eq. 13) whose solution keeps the marginals. It is integrated in one of two variables:
@@ -98,7 +98,7 @@ def heun(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Heun's second-order method (Karras et al. 2022, Algorithm 2).
+    """Heun's second-order method (Karras et al. 2022, Algorithm 1; Algorithm 2 with churn).
 
     Each step takes an Euler step, evaluates the slope at its end and averages the two; the
     last step (to sigma = 0) stays first order, so K steps cost 2K - 1 evaluations, and as

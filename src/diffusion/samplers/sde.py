@@ -50,7 +50,7 @@ def euler_maruyama(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Euler-Maruyama on the reverse SDE (Song et al. 2021, App. D); the last step to t = 0
+    """Euler-Maruyama on the reverse SDE (Song et al. 2021, Eq. 6); the last step to t = 0
     adds no noise. One evaluation per step."""
     _check_sde(denoiser.process, times, "euler-maruyama")
     for i, t, s, _ in walk(denoiser.process, times):
