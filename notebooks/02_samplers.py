@@ -134,13 +134,7 @@ config = TrainConfig(
 start = time.perf_counter()
 result = train(config, dataset=dataset, progress=False)
 print(f"trained in {time.perf_counter() - start:.1f} s")
-model = TrainedModel(
-    config=config,
-    process=result.process,
-    model=result.ema,
-    normalizer=result.normalizer,
-    dim=dataset.dim,
-)
+model = TrainedModel.from_result(result)  # the EMA network, ready to sample
 # The exact denoiser of the mixture, in the same standardised coordinates and process.
 exact = exact_model(dataset.mixture, config, result.normalizer, process=result.process)
 

@@ -193,13 +193,7 @@ config = TrainConfig(
 start = time.perf_counter()
 trained_result = train(config, dataset=dataset, progress=False)
 print(f"trained in {time.perf_counter() - start:.1f} s")
-model = TrainedModel(
-    config=config,
-    process=trained_result.process,
-    model=trained_result.ema,
-    normalizer=trained_result.normalizer,
-    dim=dataset.dim,
-)
+model = TrainedModel.from_result(trained_result)  # the EMA network, ready to sample
 reference = exact_model(mixture, config, model.normalizer, process=model.process)
 
 # %% [markdown]

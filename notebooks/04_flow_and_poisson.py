@@ -184,13 +184,7 @@ for name, process in [("flow matching", "flow"), ("Poisson flow", "poisson")]:
     start = time.perf_counter()
     result = train(config, progress=False)
     print(f"{name}: {time.perf_counter() - start:.1f} s, {config.sampler} {config.sample_steps}")
-    models[name] = TrainedModel(
-        config=config,
-        process=result.process,
-        model=result.ema,
-        normalizer=result.normalizer,
-        dim=2,
-    )
+    models[name] = TrainedModel.from_result(result)
 dataset = result.dataset
 
 # %% [markdown]

@@ -8,7 +8,9 @@ import shutil
 import pytest
 import torch
 
-from diffusion.checkpoint import CheckpointError, load_model
+from diffusion.checkpoint import CheckpointError, TrainedModel, load_model
+from diffusion.config import TrainConfig
+from diffusion.train import train
 from diffusion.utils import make_generator
 
 
@@ -71,3 +73,20 @@ def test_a_pickle_is_never_loaded(run_copy, tmp_path):
     with pytest.raises(CheckpointError):
         load_model(run_copy)
     assert not marker.exists()
+
+
+def test_from_result_samples_with_the_ema_weights():
+    config = TrainConfig(
+        steps=20, width=16, depth=1, n_train=500, snapshot_every=20, checkpoint_every=0,
+        dataset="moons", device="cpu",
+    )  # fmt: skip
+    result = train(config, progress=False)
+    trained = TrainedModel.from_result(result)
+    assert trained.model is result.ema and trained.process is result.process
+    assert trained.normalizer is result.normalizer and trained.dim == 2
+    assert trained.config is result.config
+    # Sampling goes through the EMA network: the raw weights give different points.
+    a = trained.sample(50, steps=4, generator=make_generator(1)).x
+    raw = TrainedModel(**{**vars(trained), "model": result.model})
+    b = raw.sample(50, steps=4, generator=make_generator(1)).x
+    assert a.shape == (50, 2) and not torch.allclose(a, b)

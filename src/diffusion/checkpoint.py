@@ -20,7 +20,7 @@ from diffusion.config import TrainConfig, to_toml
 from diffusion.normalize import Normalizer
 from diffusion.processes import GaussianProcess, SampleResult
 from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
-from diffusion.train import build_model, build_process
+from diffusion.train import TrainResult, build_model, build_process
 from diffusion.utils import atomic_write_text
 
 __all__ = ["CheckpointError", "TrainedModel", "load_model", "read_run_config", "save_model"]
@@ -41,6 +41,14 @@ class TrainedModel:
     model: torch.nn.Module
     normalizer: Normalizer
     dim: int
+
+    @classmethod
+    def from_result(cls, result: TrainResult) -> TrainedModel:
+        """The EMA network of a finished training run, ready to sample."""
+        return cls(
+            config=result.config, process=result.process, model=result.ema,
+            normalizer=result.normalizer, dim=result.data.shape[1],
+        )  # fmt: skip
 
     def denoiser(self, device: torch.device | str = "cpu"):
         """The network on `device`, in eval mode, seen through the process."""

@@ -171,10 +171,7 @@ def run_training(
         note = f"; the last good checkpoint is {last}" if last else "; no checkpoint was written"
         raise NonFiniteLossError(exc.step, exc.streak, exc.skipped, note) from None
     device = trainer.device
-    trained = TrainedModel(
-        config=config, process=result.process, model=result.ema, normalizer=result.normalizer,
-        dim=trainer.dim,
-    )  # fmt: skip
+    trained = TrainedModel.from_result(result)
     save_model(run_dir, trained)
     evaluation = evaluate(
         trained, result.dataset, n=config.eval_samples, seed=config.seed, device=device
