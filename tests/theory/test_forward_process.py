@@ -13,7 +13,7 @@ import math
 
 import pytest
 import torch
-from theory_helpers import F64, mixture_2d
+from theory_helpers import F64, mixture_2d, noised_samples
 
 from diffusion.data.mixture import GaussianMixture
 from diffusion.odeint import dopri5
@@ -240,10 +240,7 @@ def test_oracle_noised_density_is_the_law_of_the_noised_samples(make, t: float) 
     process = make()
     oracle = Oracle(m, process)
     n = 200_000
-    g = torch.Generator().manual_seed(4)
-    x0 = m.sample(n, g).double()
-    x_t = process.marginal(x0, torch.full((n,), t, dtype=F64), torch.randn(n, 2, generator=g,
-                           dtype=F64))  # fmt: skip
+    _, x_t = noised_samples(m, process, t, n, torch.Generator().manual_seed(4))
     scale = max(process.alpha(torch.tensor(t)).item() * 3, process.sigma(torch.tensor(t)).item())
     w = 3.0 * scale + 2.0
     h = 2 * w / 400

@@ -18,7 +18,7 @@ import math
 
 import pytest
 import torch
-from theory_helpers import F64, mixture_2d
+from theory_helpers import F64, mixture_2d, noised_samples
 
 from diffusion.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
@@ -216,10 +216,7 @@ def test_noise_given_x_t_is_minus_sigma_times_the_score() -> None:
     t = 0.3
     oracle = Oracle(m, process)
     n = 200_000
-    g = torch.Generator().manual_seed(8)
-    x0 = m.sample(n, g).double()
-    noise = torch.randn(n, 2, generator=g, dtype=F64)
-    x_t = process.marginal(x0, torch.full((n,), t, dtype=F64), noise)
+    noise, x_t = noised_samples(m, process, t, n, torch.Generator().manual_seed(8))
     sigma = process.sigma(torch.tensor(t, dtype=F64)).item()
     residual = noise + sigma * oracle.score(x_t, t)  # noise - eps*(x_t)
     wrong = noise + oracle.score(x_t, t)  # as if eps = -score (sigma dropped)
@@ -243,10 +240,7 @@ def test_denoising_and_explicit_score_matching_differ_by_a_constant() -> None:
     t = 0.4
     oracle = Oracle(m, process)
     n = 400_000
-    g = torch.Generator().manual_seed(9)
-    x0 = m.sample(n, g).double()
-    noise = torch.randn(n, 2, generator=g, dtype=F64)
-    x_t = process.marginal(x0, torch.full((n,), t, dtype=F64), noise)
+    noise, x_t = noised_samples(m, process, t, n, torch.Generator().manual_seed(9))
     sigma = process.sigma(torch.tensor(t, dtype=F64)).item()
     conditional = -noise / sigma  # grad log q(x_t | x0) = -(x_t - alpha x0) / sigma^2
     marginal = oracle.score(x_t, t)

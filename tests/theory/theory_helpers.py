@@ -30,3 +30,12 @@ def data_score(oracle: Oracle, x: torch.Tensor) -> torch.Tensor:
     """(B, D) grad log p_0(x) of the oracle's mixture itself."""
     ones = torch.ones(x.shape[0], dtype=F64)
     return oracle.exact_at(x, ones, 0 * ones).score
+
+
+def noised_samples(
+    mixture: GaussianMixture, process, t: float, n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noise, x_t), both (n, D) float64: x0 from the mixture, x_t = alpha x0 + sigma noise."""
+    x0 = mixture.sample(n, generator).double()
+    noise = torch.randn(n, x0.shape[1], generator=generator, dtype=F64)
+    return noise, process.marginal(x0, torch.full((n,), t, dtype=F64), noise)
