@@ -55,9 +55,7 @@ def main() -> None:
     for seed in range(args.seeds):
         config = TrainConfig(dataset=args.dataset, seed=seed)
         result = train(config, progress=False)
-        trained = TrainedModel(
-            config, result.process, result.ema, result.normalizer, result.data.shape[1]
-        )
+        trained = TrainedModel.from_result(result)
         evals = []
         for e in range(args.evals):
             ev = evaluate(trained, result.dataset, n=config.eval_samples, seed=100 * seed + e)

@@ -43,10 +43,7 @@ def main() -> int:
         for process in args.processes:
             config = TrainConfig(process=process, dataset=dataset).validate()
             result = train(config, progress=False)
-            trained = TrainedModel(
-                config=config, process=result.process, model=result.ema,
-                normalizer=result.normalizer, dim=result.data.shape[1],
-            )  # fmt: skip
+            trained = TrainedModel.from_result(result)
             ratios, nfe = [], 0
             for e in range(args.evals):
                 ev = evaluate(trained, result.dataset, n=args.n, seed=e + 1)
