@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext  # in the test extra
 import pytest
-
-jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
