@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "per
 
 from common import Curve
 from quality import smallest_nfe
-from report import markdown
+from report import TABLES, markdown
 
 
 def test_time_to_a_bar_is_the_first_evaluation_at_or_under_it():
@@ -89,3 +89,15 @@ def test_the_speedup_says_when_it_is_a_lower_bound(lower_bound):
     }
     text = markdown({"peer": {"date": "d", "result": result}})
     assert (">= 3.0x" if lower_bound else "up to <= 1.5: 3.0x") in text
+
+
+def test_settings_table_gives_both_sampling_paths():
+    section = {
+        "threads": [{"threads": 1, "ms_per_step": 6.15}, {"threads": 2, "ms_per_step": 4.41}],
+        "shared_time": {"n": 10_000, "sampler": "heun", "steps": 25, "shared_s": 0.61,
+                        "per_row_s": 0.97},
+    }  # fmt: skip
+    text = "\n".join(TABLES["settings"](section))
+    assert "| 2 thread(s) | 4.41 |" in text
+    assert "10,000 points (heun, 25 steps): 0.61 s with the sampler's time embedded" in text
+    assert "0.97 s with it embedded per row" in text

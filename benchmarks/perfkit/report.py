@@ -153,6 +153,14 @@ def settings_table(section: dict) -> list[str]:
             f"| eager | {c['eager_ms']:.2f} |",
             f"| torch.compile (first steps {c['first_steps_s']:.0f} s) | {c['compiled_ms']:.2f} |",
         ]
+    if "shared_time" in section:
+        s = section["shared_time"]
+        lines += [
+            "",
+            f"Sampling {s['n']:,} points ({s['sampler']}, {s['steps']} steps): "
+            f"{s['shared_s']:.2f} s with the sampler's time embedded once per step, "
+            f"{s['per_row_s']:.2f} s with it embedded per row.",
+        ]
     return lines
 
 
@@ -172,7 +180,7 @@ TITLES = {
     "default": "The default recipe", "peer": "Against the common recipe",
     "ttq": "Time to quality, every family", "nfe": "Quality against network evaluations",
     "throughput": "Training throughput", "sampling": "Sampling at scale",
-    "dim": "Cost against dimension", "settings": "Threads and torch.compile",
+    "dim": "Cost against dimension", "settings": "Threads, torch.compile and the shared time",
 }  # fmt: skip
 
 

@@ -159,6 +159,43 @@ def dimension_scale(log) -> list[dict]:
     return rows
 
 
+class PerRowTime(torch.nn.Module):
+    """The network fed its time row by row, as before it embedded a shared time once."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t.contiguous())  # a materialised copy: not seen as one time
+
+
+def shared_time_sampling(log, n: int = 10_000, repeats: int = 5) -> dict:
+    """Seconds to draw n samples with the default sampler when the network embeds the
+    sampler's one time once (`TimeMLP`'s shared-time path) and when it embeds it per row;
+    interleaved, median of `repeats`."""
+    trainer = Trainer(_config())
+    config = trainer.config
+    models = {"shared": trainer.ema, "per_row": PerRowTime(trainer.ema)}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            _, seconds = timed(
+                lambda model=model: trainer.process.sample(
+                    model, (n, trainer.dim), sampler=config.sampler,
+                    steps=config.sample_steps, generator=torch.Generator().manual_seed(0),
+                )
+            )  # fmt: skip
+            times[name].append(seconds)
+    out = {f"{name}_s": round(statistics.median(v), 3) for name, v in times.items()}
+    out.update(n=n, sampler=config.sampler, steps=config.sample_steps)
+    log(
+        f"  {n:,} samples ({config.sampler} {config.sample_steps}): {out['shared_s']:.2f} s "
+        f"with the time embedded once, {out['per_row_s']:.2f} s per row"
+    )
+    return out
+
+
 def settings(compile_: bool, log) -> dict:
     """ms per training step of the default recipe with 1 thread and with every core, and
     with torch.compile (its compile time reported separately)."""
@@ -170,6 +207,7 @@ def settings(compile_: bool, log) -> dict:
         out["threads"].append({"threads": threads, "ms_per_step": round(1e3 * seconds, 3)})
         log(f"  {threads} thread(s): {1e3 * seconds:.2f} ms/step")
     torch.set_num_threads(before)
+    out["shared_time"] = shared_time_sampling(log)
     if compile_:
         trainer = Trainer(_config())
         eager = step_time(trainer)

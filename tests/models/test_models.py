@@ -115,3 +115,24 @@ def test_time_mlp_can_fit_a_tiny_regression() -> None:
         optimizer.step()
     last = torch.nn.functional.mse_loss(model(x, t), y).item()
     assert last < first / 10
+
+
+@pytest.mark.parametrize("embedding", ["sinusoidal", "fourier"])
+def test_a_shared_time_is_embedded_once_with_the_same_result(embedding: str) -> None:
+    model = seeded_model(0, dim=2, width=32, depth=3, embedding=embedding)
+    x = torch.randn(257, 2, generator=torch.Generator().manual_seed(1))
+    shared = torch.tensor(0.37).expand(257)  # what a sampler passes: one time, stride 0
+    rows = []
+    hook = model.time_mlp.register_forward_hook(lambda m, i, o: rows.append(o.shape[0]))
+    fast = model(x, shared)
+    full = model(x, torch.full((257,), 0.37))  # the same time written out row by row
+    hook.remove()
+    assert rows == [1, 257]  # the shared time went through the time layers once
+    assert fast.shape == full.shape == (257, 2)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    # gradients flow through the shared path as through the full one (likelihood, diagnose)
+    xg = x.clone().requires_grad_(True)
+    model(xg, shared).sum().backward()
+    xf = x.clone().requires_grad_(True)
+    model(xf, torch.full((257,), 0.37)).sum().backward()
+    torch.testing.assert_close(xg.grad, xf.grad, rtol=1e-5, atol=1e-6)
