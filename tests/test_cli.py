@@ -49,6 +49,8 @@ BAD_TRAIN = [
     ["--device", "tpu"],
     TERMINAL_SIGNAL,
     ["--zero-terminal-snr", "--prediction", "eps"],
+    ["--train-times", "cubic"],
+    ["--process", "edm", "--train-times", "uniform"],
     ["--no-such-option"],
 ]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import diffusion
-from diffusion.config import TrainConfig, to_toml
+from diffusion.config import TrainConfig, to_toml, upgrade_saved_config
 from diffusion.normalize import Normalizer
 from diffusion.processes import GaussianProcess, SampleResult
 from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
@@ -112,7 +112,7 @@ def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, int]:
                 f"{path} has format version {version!r}; this version of diffusion reads "
                 f"{FORMAT_VERSION} (retrain the run)"
             )
-        config = TrainConfig.from_dict(meta["config"])
+        config = TrainConfig.from_dict(upgrade_saved_config(meta["config"]))
         dim = meta["dim"]
         if not (isinstance(dim, int) and dim >= 1):
             raise TypeError(f"dim must be a positive integer, got {dim!r}")

@@ -18,6 +18,7 @@ from diffusion.grids import GRIDS
 from diffusion.parametrize import TARGETS
 from diffusion.processes import PROCESSES
 from diffusion.processes.schedules import BETA_SCHEDULES
+from diffusion.processes.times import TRAIN_TIMES
 from diffusion.samplers import GAUSSIAN_ONLY, SAMPLERS
 
 DEFAULT_SAMPLE_STEPS = 200  # enough for ancestral sampling to sit near the floor here
@@ -34,6 +35,9 @@ PROCESS_DEFAULTS = {
     "ncsn": ("eps", "langevin", 10),
     "poisson": ("v", "heun", 32),
 }  # seeds are split into streams (seed * 16 + k), which must fit in 64 bits
+#: the processes whose training times `train_times` chooses (edm and poisson draw log-normal
+#: noise levels, ddpm and ncsn uniform discrete steps).
+TRAIN_TIMES_PROCESSES = ("flow", "vp", "subvp", "ve")
 
 
 class ConfigError(ValueError):
@@ -69,9 +73,13 @@ class TrainConfig:
     sigma_min: float | None = None
     sigma_max: float | None = None
     augment_dim: int = 128  # poisson: PFGM++'s augmentation dimension D (large D -> edm)
+    # Training times of flow, vp, subvp and ve: uniform, low-noise or logit-normal
+    # (diffusion.processes.times); None: uniform. On the swiss roll neither of the others
+    # beat uniform at the default settings (docs/performance.md).
+    train_times: str | None = None
     # The network: a residual MLP with a sinusoidal step embedding.
     width: int = 96  # 96 reached a median SW ratio of 1.05 where 64 reached 1.09 (same steps)
-    depth: int = 3
+    depth: int = 3  # six blocks of width 64 were no better over 20 seeds, and slower
     # Optimisation.
     steps: int = 2000  # training steps
     batch_size: int = 512  # 512 and 2000 steps beat 256 x 4000 and 1024 x 1500 at equal time
@@ -135,6 +143,8 @@ class TrainConfig:
             "prediction": list(TARGETS),
             "sample_grid": list(GRIDS),
         }
+        if self.train_times is not None:
+            choices["train_times"] = list(TRAIN_TIMES)
         for name, allowed in choices.items():
             _check_choice(name, getattr(self, name), allowed)
         positive = (
@@ -176,6 +186,8 @@ class TrainConfig:
         self.sampler = self.sampler or sampler
         if self.sample_steps is None:
             self.sample_steps = steps or min(DEFAULT_SAMPLE_STEPS, self.diffusion_steps)
+        if self.train_times is None and self.process in TRAIN_TIMES_PROCESSES:
+            self.train_times = "uniform"
 
     def _check_combinations(self) -> None:
         if self.schedule == "cosine":
@@ -207,6 +219,11 @@ class TrainConfig:
             raise ConfigError(
                 f"sampler {self.sampler!r} needs the SDE drift alpha'/alpha, infinite at t = 1 "
                 "of the flow path; use heun, euler, rk45, dpm-solver++, ddim or ancestral"
+            )
+        if self.train_times is not None and self.process not in TRAIN_TIMES_PROCESSES:
+            raise ConfigError(
+                f"train_times applies to flow, vp, subvp and ve, not {self.process} (edm and "
+                "poisson draw log-normal noise levels, ddpm and ncsn uniform steps)"
             )
         if self.augment_dim != 128 and self.process != "poisson":
             raise ConfigError(
@@ -303,6 +320,19 @@ RESUMABLE_CHANGES = frozenset(
         "device", "allow_terminal_signal",
     }
 )  # fmt: skip
+
+
+def upgrade_saved_config(values: object) -> object:
+    """A config saved before a setting existed, given that setting as the run was trained.
+
+    Runs saved before train_times existed drew uniform times, so a checkpoint of one still
+    matches its config on resume. Anything that is not a table is returned as it is
+    (`from_dict` reports it).
+    """
+    if not isinstance(values, dict) or "train_times" in values:
+        return values
+    uniform = values.get("process", "flow") in TRAIN_TIMES_PROCESSES
+    return {**values, "train_times": "uniform" if uniform else None}
 
 
 def critical_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

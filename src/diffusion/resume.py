@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import diffusion
+from diffusion.config import upgrade_saved_config
 from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
 from diffusion.train import OPTIMIZER_KEYS, TrainingState
 
@@ -125,7 +126,7 @@ def state_from_file(tensors: dict[str, torch.Tensor], meta: dict, path: Path) ->
             snapshots=[(s, tensors[f"snapshot.{j}"]) for j, s in enumerate(steps)],
             skipped=ints["skipped"],
             seconds=_number(meta["seconds"]),
-            config=dict(meta["config"]),
+            config=upgrade_saved_config(dict(meta["config"])),
             data_sha256=str(meta["data_sha256"]),
             device_type=str(meta["device_type"]),
         )

@@ -24,6 +24,7 @@ def build_parser() -> Parser:
     from diffusion.parametrize import TARGETS
     from diffusion.processes import PROCESSES
     from diffusion.processes.schedules import BETA_SCHEDULES
+    from diffusion.processes.times import TRAIN_TIMES
     from diffusion.samplers import SAMPLERS
 
     parser = Parser(prog="diffusion", description=DESCRIPTION)
@@ -54,6 +55,8 @@ def build_parser() -> Parser:
     proc.add_argument("--sigma-min", type=positive_float, help="ve and edm: lowest noise level")
     proc.add_argument("--sigma-max", type=positive_float, help="ve and edm: highest noise level")
     proc.add_argument("--augment-dim", type=positive_int, help="poisson: PFGM++'s D (default 128)")
+    proc.add_argument("--train-times", choices=TRAIN_TIMES,
+                      help="flow, vp, subvp, ve: distribution of training times (default uniform)")  # fmt: skip
     net = train.add_argument_group("network and optimisation")
     net.add_argument("--width", type=positive_int)
     net.add_argument("--depth", type=positive_int)

@@ -1,21 +1,32 @@
-"""What the continuous-time Gaussian processes share: uniform training times, uniform grids,
-and the drift and diffusion of their SDE."""
+"""What the continuous-time Gaussian processes share: a training-time distribution (uniform
+unless chosen), uniform grids, and the drift and diffusion of their SDE."""
 
 from __future__ import annotations
 
 import torch
 
 from diffusion.processes.base import GaussianProcess
+from diffusion.processes.times import check_train_times, draw_times
 
 
 class ContinuousProcess(GaussianProcess):
-    """A Gaussian path defined for every t in [0, 1] (no discrete steps)."""
+    """A Gaussian path defined for every t in [0, 1] (no discrete steps).
 
-    #: training times are drawn from U(t_min, 1): the network is never asked about t ~ 0,
-    #: where sigma -> 0 makes eps- and score-type targets ill-posed (Song et al. 2021, App. C).
+    Args:
+        prediction: what the network predicts (`diffusion.parametrize`).
+        train_times: the distribution of training times on [0, 1] (`diffusion.processes.times`:
+            uniform, low-noise or logit-normal), mapped to [t_min, 1].
+    """
+
+    #: training times lie in [t_min, 1]: the network is never asked about t ~ 0, where
+    #: sigma -> 0 makes eps- and score-type targets ill-posed (Song et al. 2021, App. C).
     t_min: float = 1e-3
     #: sampling steps when none are given.
     default_steps: int = 100
+
+    def __init__(self, prediction: str = "eps", train_times: str = "uniform") -> None:
+        super().__init__(prediction)
+        self.train_times = check_train_times(train_times)
 
     def sample_time(
         self,
@@ -24,7 +35,7 @@ class ContinuousProcess(GaussianProcess):
         generator: torch.Generator | None = None,
         device: torch.device | None = None,
     ) -> torch.Tensor:
-        u = torch.rand(n, generator=generator, device=device)
+        u = draw_times(self.train_times, n, generator=generator, device=device)
         return self.t_min + (1 - self.t_min) * u
 
     def time_grid(self, steps: int | None = None) -> torch.Tensor:

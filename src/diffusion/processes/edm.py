@@ -39,6 +39,7 @@ class EDM(ContinuousProcess):
         prediction: str = "v",
     ) -> None:
         super().__init__(prediction)
+        self.train_times = "log-normal"  # EDM's own (sample_time below), not one of TRAIN_TIMES
         if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
             raise ValueError(f"EDM needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         if not (rho > 0 and p_std > 0):

@@ -20,8 +20,8 @@ class FlowMatching(ContinuousProcess):
     default_steps = 25
     t_min = 0.0  # the velocity target eps - x0 is finite at every t
 
-    def __init__(self, prediction: str = "velocity") -> None:
-        super().__init__(prediction)
+    def __init__(self, prediction: str = "velocity", train_times: str = "uniform") -> None:
+        super().__init__(prediction, train_times)
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return 1 - torch.as_tensor(t)

@@ -32,9 +32,13 @@ class VP(ContinuousProcess):
     scale_input = False  # alpha^2 + sigma^2 = 1
 
     def __init__(
-        self, beta_min: float = 0.1, beta_max: float = 20.0, prediction: str = "v"
+        self,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        prediction: str = "v",
+        train_times: str = "uniform",
     ) -> None:
-        super().__init__(prediction)
+        super().__init__(prediction, train_times)
         _check_range("beta", beta_min, beta_max)
         self.beta_min, self.beta_max = float(beta_min), float(beta_max)
 
@@ -88,9 +92,13 @@ class VE(ContinuousProcess):
     default_steps = 50
 
     def __init__(
-        self, sigma_min: float = 0.01, sigma_max: float = 10.0, prediction: str = "v"
+        self,
+        sigma_min: float = 0.01,
+        sigma_max: float = 10.0,
+        prediction: str = "v",
+        train_times: str = "uniform",
     ) -> None:
-        super().__init__(prediction)
+        super().__init__(prediction, train_times)
         _check_range("sigma", sigma_min, sigma_max)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.t_min = 0.0  # sigma(t) >= sigma_min > 0 for every t > 0
