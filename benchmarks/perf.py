@@ -1,6 +1,6 @@
 """Performance report: quality per second of training and per network evaluation.
 
-    python benchmarks/perf.py                        # everything (about 45 min on 2 cores)
+    python benchmarks/perf.py                        # everything (about 55 min on 2 cores)
     python benchmarks/perf.py --sections default peer
     python benchmarks/perf.py --quick                # a smaller version of every section
     python benchmarks/perf.py --markdown             # print the tables of the saved JSON
@@ -73,7 +73,7 @@ def main() -> int:
         epilog="\n".join(__doc__.splitlines()[2:]),
     )
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds of the default recipe")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds of the default recipe")
     parser.add_argument("--datasets", nargs="+", default=["swissroll", "moons", "checkerboard"])
     parser.add_argument("--processes", nargs="+", default=quality.TTQ_PROCESSES)
     parser.add_argument(

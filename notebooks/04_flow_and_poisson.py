@@ -162,10 +162,10 @@ plt.show()
 # %% [markdown]
 # ## Train both on the same data
 #
-# Same swiss roll, same network (a residual MLP of width 96), same optimiser and seed; only
-# the process differs. Poisson flow uses the library's default $D = 128$. 1,000 training
-# steps each (the default is 2,000) keep the notebook near a minute; the samples are then
-# close to the data but not yet at the floor.
+# Same swiss roll, same network (the default: three residual blocks of width 96), same
+# optimiser and seed; only the process differs. Poisson flow uses the library's default
+# $D = 128$. 1,000 training steps each (the default is 2,000) keep the notebook near a
+# minute; the samples are then close to the data but not yet at the floor.
 
 # %%
 common = dict(
