@@ -388,3 +388,15 @@ def test_model_input_scales_to_unit_variance(name: str) -> None:
     tt = torch.full((n,), 0.5, dtype=F64)
     inp = process.model_input(process.marginal(x0, tt, eps), tt)
     assert inp.var().item() == pytest.approx(1.0, abs=5 * math.sqrt(2 / n))
+
+
+def test_diffusion_squared_is_finite_at_t_zero_with_known_values():
+    """g^2 at t = 0, where VP's sigma' is infinite: 2 sigma sigma' would be 0 * inf = NaN."""
+    zero = torch.zeros(1, dtype=torch.float64)
+    vp = VP(beta_min=0.1, beta_max=20.0)
+    assert vp.diffusion_squared(zero).item() == pytest.approx(0.1)  # beta(0) = beta_min
+    # DDPM with linear betas: alpha_bar(t) = 1 - beta_1 T t on the first step, so
+    # g^2(0) = -d log alpha_bar / dt = beta_1 T = 1e-4 * 1000
+    ddpm = DDPM(steps=1000, schedule="linear")
+    assert ddpm.diffusion_squared(zero).item() == pytest.approx(0.1, rel=1e-9)
+    assert SubVP().diffusion_squared(zero).item() == 0.0  # beta(0) (1 - alpha(0)^4)

@@ -93,11 +93,15 @@ class GaussianProcess(ABC):
         t = torch.as_tensor(t, dtype=torch.float64)
         return self.d_alpha(t) / self.alpha(t)
 
+    def d_variance(self, t: torch.Tensor) -> torch.Tensor:
+        """d sigma^2 / dt: 2 sigma sigma' unless a process writes it out (VP and DDPM do,
+        since their sigma' is infinite at t = 0 while sigma^2 has a finite slope there)."""
+        return 2 * self.sigma(t) * self.d_sigma(t)
+
     def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
         """g(t)^2 = d sigma^2/dt - 2 f(t) sigma^2 (VP: beta(t); VE: d sigma^2 / dt)."""
         t = torch.as_tensor(t, dtype=torch.float64)
-        sigma = self.sigma(t)
-        return 2 * sigma * self.d_sigma(t) - 2 * self.drift(t) * sigma**2
+        return self.d_variance(t) - 2 * self.drift(t) * self.sigma(t) ** 2
 
     def model_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network sees: x_t scaled to unit variance, c_in = 1 / sqrt(alpha^2 + sigma^2)

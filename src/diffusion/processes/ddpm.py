@@ -99,6 +99,11 @@ class DDPM(GaussianProcess):
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return self._alpha_bar(torch.as_tensor(t)).sqrt()
 
+    def d_variance(self, t: torch.Tensor) -> torch.Tensor:
+        """d sigma^2/dt = -2 alpha alpha' (sigma^2 = 1 - alpha_bar), finite at t = 0."""
+        t = torch.as_tensor(t)
+        return -2 * self.alpha(t) * self.d_alpha(t)
+
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return (1 - self._alpha_bar(torch.as_tensor(t))).sqrt()
 

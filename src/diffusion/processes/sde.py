@@ -63,6 +63,11 @@ class VP(ContinuousProcess):
         t = torch.as_tensor(t)
         return 0.5 * self.beta(t) * self.alpha(t) ** 2 / self.sigma(t)
 
+    def d_variance(self, t: torch.Tensor) -> torch.Tensor:
+        """d sigma^2/dt = -2 alpha alpha' (sigma^2 = 1 - alpha^2), finite at t = 0."""
+        t = torch.as_tensor(t)
+        return -2 * self.alpha(t) * self.d_alpha(t)
+
 
 class SubVP(VP):
     """Sub-VP SDE (Song et al. 2021, Eq. 34): the VP alpha(t), sigma(t) = 1 - alpha(t)^2.
@@ -78,6 +83,11 @@ class SubVP(VP):
     def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t)
         return self.beta(t) * self.alpha(t) ** 2
+
+    def d_variance(self, t: torch.Tensor) -> torch.Tensor:
+        """2 sigma sigma' (not VP's -2 alpha alpha': here sigma = 1 - alpha^2)."""
+        t = torch.as_tensor(t)
+        return 2 * self.sigma(t) * self.d_sigma(t)
 
 
 class VE(ContinuousProcess):
