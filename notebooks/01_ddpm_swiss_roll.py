@@ -170,8 +170,7 @@ except TerminalSignalError as error:
 # [the reverse process](../docs/theory/04-reverse-process.md) (Vincent 2011).
 
 # %%
-torch.manual_seed(SEED)  # nn.Linear draws its initial weights from torch's global generator
-model = TimeMLP(dim=2, width=96, depth=3)
+model = TimeMLP(dim=2, width=96, depth=3, seed=SEED)  # seed: its initial weights
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %% [markdown]

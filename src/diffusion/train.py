@@ -91,15 +91,14 @@ def build_process(config: TrainConfig) -> GaussianProcess:
 
 def build_model(config: TrainConfig, dim: int, seed: int | None = None) -> TimeMLP:
     """The network, initialised from `seed` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed * 16 + SEED_MODEL if seed is None else seed)
-        return TimeMLP(
-            dim,
-            width=config.width,
-            depth=config.depth,
-            embedding="sinusoidal",
-            embedding_scale=float(config.diffusion_steps),
-        )
+    return TimeMLP(
+        dim,
+        width=config.width,
+        depth=config.depth,
+        embedding="sinusoidal",
+        embedding_scale=float(config.diffusion_steps),
+        seed=config.seed * 16 + SEED_MODEL if seed is None else seed,
+    )
 
 
 def training_points(config: TrainConfig, dataset: Dataset) -> torch.Tensor:

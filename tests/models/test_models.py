@@ -136,3 +136,20 @@ def test_a_shared_time_is_embedded_once_with_the_same_result(embedding: str) -> 
     xf = x.clone().requires_grad_(True)
     model(xf, torch.full((257,), 0.37)).sum().backward()
     torch.testing.assert_close(xg.grad, xf.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_seed_gives_the_weights_and_leaves_the_global_generator_alone() -> None:
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    a = TimeMLP(dim=2, width=16, depth=2, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)  # untouched
+    b = TimeMLP(dim=2, width=16, depth=2, seed=3)
+    c = TimeMLP(dim=2, width=16, depth=2, seed=4)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.input.weight, c.input.weight)
+    # the same weights as seeding the global generator by hand, as nn.Linear alone needs
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        by_hand = TimeMLP(dim=2, width=16, depth=2)
+    assert torch.equal(by_hand.output[2].weight, a.output[2].weight)

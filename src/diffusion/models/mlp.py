@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 from diffusion.models.embeddings import EMBEDDINGS
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Inside: torch's CPU generator seeded with `seed`; after: as it was (None: no change)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class ResidualBlock(nn.Module):
@@ -33,6 +47,8 @@ class TimeMLP(nn.Module):
         embedding: "sinusoidal" (discrete steps) or "fourier" (continuous time).
         time_dim: size of the time embedding.
         embedding_scale: for "sinusoidal", the number of steps that t in [0, 1] spans.
+        seed: draw the initial weights from this seed, leaving torch's global generator as it
+            was; None: from the global generator, as `nn.Linear` does.
     """
 
     def __init__(
@@ -43,6 +59,7 @@ class TimeMLP(nn.Module):
         embedding: str = "sinusoidal",
         time_dim: int = 64,
         embedding_scale: float = 1000.0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if embedding not in EMBEDDINGS:
@@ -50,6 +67,18 @@ class TimeMLP(nn.Module):
                 f"unknown time embedding {embedding!r}; choose one of: {', '.join(EMBEDDINGS)}"
             )
         self.dim = dim
+        with seeded(seed):
+            self._build(dim, width, depth, embedding, time_dim, embedding_scale)
+
+    def _build(
+        self,
+        dim: int,
+        width: int,
+        depth: int,
+        embedding: str,
+        time_dim: int,
+        embedding_scale: float,
+    ) -> None:
         if embedding == "sinusoidal":
             self.embed = EMBEDDINGS[embedding](time_dim, scale=embedding_scale)
         else:
