@@ -10,9 +10,9 @@ learns best. Three are offered for the continuous processes (flow, vp, subvp, ve
   as the swiss roll the velocity field is sharpest near the data (t -> 0): it must send
   points to the right arm of the roll. This mixture is ours; it follows Karras et al. 2022
   (Sec. 5, "noise distribution"): spend the training where the loss can still be reduced,
-  and keep the uniform half so no level is starved. On the swiss roll it lowered the median
-  over ten seeds from 1.20 to 1.16 but the mean by only 0.01, within the spread between
-  seeds, so it is not the default (docs/performance.md).
+  and keep the uniform half so no level is starved. On the swiss roll it did not help: over
+  twenty seeds the mean SW ratio changed by +0.03 +- 0.02 (docs/performance.md), so it is
+  not the default.
 - ``logit-normal``: logit(t) ~ N(0, 1), which favours the middle of the path (Esser et al.
   2024, Sec. 3.1, with m = 0 and s = 1).
 
