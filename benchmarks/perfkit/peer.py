@@ -19,6 +19,7 @@ from torch import nn
 
 from diffusion.config import TrainConfig
 from diffusion.data import get_dataset
+from diffusion.models.mlp import seeded
 from diffusion.utils import make_generator
 
 PEER_WIDTH = 128  # hidden units, three hidden layers
@@ -66,8 +67,7 @@ def train_peer(points: torch.Tensor, normalizer, scorer: Scorer, seconds: float,
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
     x_train = normalizer.normalize(points)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # the peer's initialisation, without touching the caller's RNG
+    with seeded(0):  # the peer's initialisation, without touching the caller's RNG
         model = PeerMLP(x_train.shape[1])
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEER_LR)
     train_schedule = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
