@@ -29,8 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "perfkit"))
 
-SAMPLE_SETS = 10
-FEW_STEPS = 25  # DPM-Solver++ steps of the second quality bar
+from quality import DEFAULT_SETS as SAMPLE_SETS  # scored as the `default` section scores
+from quality import FEW_STEPS as BAR_STEPS
+
+FEW_STEPS = max(BAR_STEPS)  # DPM-Solver++ steps of the second quality bar (25)
 
 
 def parse_settings(items: list[str]) -> dict[str, object]:
