@@ -51,6 +51,9 @@ BAD_TRAIN = [
     ["--zero-terminal-snr", "--prediction", "eps"],
     ["--train-times", "cubic"],
     ["--process", "edm", "--train-times", "uniform"],
+    ["--coupling", "exact"],
+    ["--process", "vp", "--coupling", "ot"],
+    ["--coupling", "ot", "--sampler", "ancestral"],
     ["--no-such-option"],
 ]
 

@@ -47,7 +47,8 @@ def assert_one_line_error(code: int, out: str, err: str, fragment: str) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """Barely trained runs: edm on gaussians (30 steps), moons (no closed form), poisson."""
+    """Barely trained runs: edm on gaussians (30 steps), moons (no closed form), poisson,
+    and flow matching with the optimal-transport coupling."""
     root = tmp_path_factory.mktemp("nll_runs")
     train(root / "edm", "--dataset", "gaussians", "--process", "edm", "--steps", "30",
           "--eval-samples", "500")  # fmt: skip
@@ -56,7 +57,9 @@ def runs(tmp_path_factory) -> dict:
           "--eval-samples", "100", "--sample-steps", "4", "--n-train", "60")  # fmt: skip
     train(root / "poisson", "--dataset", "gaussians", "--process", "poisson", "--steps", "5",
           "--eval-samples", "100", "--sample-steps", "4")  # fmt: skip
-    return {name: str(root / name) for name in ("edm", "moons", "poisson")}
+    train(root / "flow_ot", "--dataset", "gaussians", "--coupling", "ot", "--steps", "5",
+          "--eval-samples", "100", "--sample-steps", "4")  # fmt: skip
+    return {name: str(root / name) for name in ("edm", "moons", "poisson", "flow_ot")}
 
 
 # --- nll ------------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ def test_diagnose_prior_mismatch_uses_n_points(moons_diagnosis):
     [
         (["--run", "{missing}"], "{missing}"),
         (["--run", "{poisson}"], "diagnose needs a Gaussian path"),
+        (["--run", "{flow_ot}"], "trained with coupling 'ot'"),
         (["--run", "{edm}", "--out", "{file}"], "is a file"),
         (["--run", "{edm}", "--n", "0"], "expected a positive integer"),
         (["--run", "{edm}", "--n", "100001"], "at most 100_000"),
@@ -268,3 +272,20 @@ def test_diagnose_bad_input_exits_2_and_writes_nothing(capsys, tmp_path, runs, a
     assert_one_line_error(code, out, err, fragment.format(**names))
     assert file.read_text() == "keep me"
     assert {p: sorted(p.rglob("*")) for p in before} == before
+
+
+def test_an_ot_coupled_run_refuses_noise_samplers_but_gives_its_nll(capsys, tmp_path, runs):
+    """Its network learned only the ODE: `sample` refuses the samplers that need the score,
+    before writing anything; the probability-flow likelihood needs only the ODE."""
+    out = tmp_path / "x.npy"
+    for extra in (["--sampler", "ancestral"], ["--sampler", "ddim", "--eta", "1"]):
+        code, stdout, err = run_cli(capsys, "sample", "--run", runs["flow_ot"], "--n", "10",
+                                    "--out", str(out), *extra)  # fmt: skip
+        assert_one_line_error(code, stdout, err, "needs the score of the Gaussian path")
+    assert not out.exists()
+    code, stdout, err = run_cli(capsys, "sample", "--run", runs["flow_ot"], "--n", "10",
+                                "--out", str(out), "--sampler", "euler")  # fmt: skip
+    assert code == 0 and out.exists(), err
+    code, stdout, err = run_cli(capsys, "nll", "--run", runs["flow_ot"], "--n", "50")
+    assert code == 0, err
+    assert NLL_LINE.match(stdout.splitlines()[0]), stdout

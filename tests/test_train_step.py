@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -28,8 +29,9 @@ def host_reads(trainer: Trainer, steps: int = 3) -> list[str]:
     ]
 
 
-def test_a_training_step_never_reads_a_tensor_back_to_the_host():
-    trainer = Trainer(TrainConfig(**SMALL))
+@pytest.mark.parametrize("coupling", ["independent", "ot"])
+def test_a_training_step_never_reads_a_tensor_back_to_the_host(coupling):
+    trainer = Trainer(TrainConfig(**SMALL, coupling=coupling))
     trainer.train_step()  # the optimizer creates its state on the first step
     assert host_reads(trainer) == []
 

@@ -24,6 +24,7 @@ zero-variance component): what a network that memorises its data perfectly would
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -68,6 +69,11 @@ class Oracle:
             raise ValueError(
                 f"the exact oracle needs Gaussian marginals, which {type(process).__name__} "
                 "does not have"
+            )
+        if process is not None and process.coupling != "independent":
+            raise ValueError(
+                "the exact oracle gives the field of independent noise; a process with "
+                f"coupling {process.coupling!r} trains another"
             )
         self.mixture = mixture
         self.process = process
@@ -238,7 +244,10 @@ def exact_model(
     config.validate()  # fills the process's defaults (prediction, sampler, steps)
     if normalizer is None:
         normalizer = Normalizer(shift=mixture.mean().float(), scale=mixture.std().float())
-    process = build_process(config) if process is None else process
+    if process is None:
+        # The exact field is the Gaussian path's, that of independent pairs: a coupling
+        # changes what a network learns, not what the oracle knows.
+        process = build_process(dataclasses.replace(config, coupling="independent"))
     oracle = Oracle(mixture.affine(normalizer.shift, normalizer.scale), process, dtype)
     return ExactModel(
         config=config, process=process, model=torch.nn.Identity(), normalizer=normalizer,

@@ -83,6 +83,8 @@ def build_process(config: TrainConfig) -> GaussianProcess:
     options = {"augment_dim": config.augment_dim} if config.process == "poisson" else {}
     if config.train_times is not None:
         options["train_times"] = config.train_times
+    if config.coupling != "independent":
+        options["coupling"] = config.coupling
     for name in ("sigma_min", "sigma_max"):
         if getattr(config, name) is not None:
             options[name] = getattr(config, name)

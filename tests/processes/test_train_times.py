@@ -102,5 +102,5 @@ def test_configs_saved_before_train_times_resume_unchanged():
     del edm["train_times"]
     assert upgrade_saved_config(edm)["train_times"] is None
     chosen = {**TrainConfig().validate().to_dict(), "train_times": "low-noise"}
-    assert upgrade_saved_config(chosen) is chosen  # a saved choice is kept as it is
+    assert upgrade_saved_config(chosen) == chosen  # a saved choice is kept as it is
     assert upgrade_saved_config([1, 2]) == [1, 2]  # not a table: from_dict reports it

@@ -165,6 +165,10 @@ def sampling_settings(args: argparse.Namespace, trained) -> dict:
     own where left out), checked before any sampling: keyword arguments of `sample`."""
     sampler = args.sampler or trained.config.sampler
     options = sampler_options(args, sampler)
+    try:
+        trained.process.check_sampler(sampler, options)
+    except ValueError as exc:
+        raise UsageError(f"--sampler {sampler}: {exc}") from None
     steps = sampling_steps(args.steps, trained)
     grid = args.grid or trained.config.sample_grid
     check_grid(trained, steps, grid)

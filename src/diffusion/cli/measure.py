@@ -74,6 +74,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     trained = load_model(args.run)
     if not trained.process.gaussian:
         raise UsageError(f"diagnose needs a Gaussian path; {trained.config.process} is not one")
+    if trained.process.coupling != "independent":
+        raise UsageError(f"diagnose measures the network against the exact denoiser of "
+                         f"independent noise; this run was trained with coupling "
+                         f"{trained.process.coupling!r}, which learns another field (use "
+                         "evaluate or nll)")  # fmt: skip
     out = Path(args.out) if args.out else Path(args.run) / "diagnostics"
     check_writable(out, "--out", directory=True)
     report = diagnose(trained, out, n=args.n, seed=args.seed, progress=not args.quiet)

@@ -23,6 +23,7 @@ def build_parser() -> Parser:
     from diffusion.grids import GRIDS
     from diffusion.parametrize import TARGETS
     from diffusion.processes import PROCESSES
+    from diffusion.processes.coupling import COUPLINGS
     from diffusion.processes.schedules import BETA_SCHEDULES
     from diffusion.processes.times import TRAIN_TIMES
     from diffusion.samplers import SAMPLERS
@@ -57,6 +58,8 @@ def build_parser() -> Parser:
     proc.add_argument("--augment-dim", type=positive_int, help="poisson: PFGM++'s D (default 128)")
     proc.add_argument("--train-times", choices=TRAIN_TIMES,
                       help="flow, vp, subvp, ve: distribution of training times (default uniform)")  # fmt: skip
+    proc.add_argument("--coupling", choices=COUPLINGS,
+                      help="flow: pair data with noise independently or by minibatch OT")  # fmt: skip
     net = train.add_argument_group("network and optimisation")
     net.add_argument("--width", type=positive_int)
     net.add_argument("--depth", type=positive_int)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from diffusion.parametrize import Denoiser, check_target, target_from
+from diffusion.processes.coupling import couple
 from diffusion.utils import expand_like
 
 
@@ -42,6 +43,9 @@ class GaussianProcess(ABC):
     default_sampler: str = "ancestral"
     #: True when every marginal is Gaussian (samplers that need Gaussian posteriors check it).
     gaussian: bool = True
+    #: how training pairs data with noise (`diffusion.processes.coupling`); anything but
+    #: "independent" leaves x_t given x0 non-Gaussian, so only the ODE is learned.
+    coupling: str = "independent"
     #: scale the network input by c_in = 1 / sqrt(alpha^2 + sigma^2) (False where it is 1).
     scale_input: bool = True
 
@@ -188,6 +192,7 @@ class GaussianProcess(ABC):
         if t is None:
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
         noise = self.noise(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = couple(self.coupling, x0, noise, generator)
         x_t = self.marginal(x0, t, noise)
         coefficients = self.coefficients(t, x0)
         target = target_from(self.prediction, x0, noise, *coefficients)
@@ -251,18 +256,11 @@ class GaussianProcess(ABC):
             A `SampleResult` with the samples, the NFE and the grid used.
         """
         from diffusion.grids import make_grid
-        from diffusion.samplers import GAUSSIAN_ONLY, get_sampler
+        from diffusion.samplers import get_sampler
 
         name = sampler or self.default_sampler
         run = get_sampler(name)
-        if not self.gaussian and (
-            name in GAUSSIAN_ONLY or options.get("churn") or options.get("eta")
-        ):
-            raise ValueError(
-                f"{name} (or its noise option) assumes Gaussian marginals, which "
-                f"{type(self).__name__} does not have: use euler, heun, rk45, dpm-solver++ or "
-                "ddim with eta = 0"
-            )
+        self.check_sampler(name, options)
         if times is not None:
             grid = self.check_grid(times)
         elif grid == "uniform" or steps is None:
@@ -273,6 +271,26 @@ class GaussianProcess(ABC):
         start = denoiser.nfe
         x = run(denoiser, x, grid.to(device), generator=generator, callback=callback, **options)
         return SampleResult(x=x, nfe=denoiser.nfe - start, times=grid)
+
+    def check_sampler(self, name: str, options: dict | None = None) -> None:
+        """Raise ValueError if sampler `name` (with its noise options) needs what this process
+        does not give: Gaussian marginals, or the score of the path (lost with a coupling)."""
+        from diffusion.samplers import GAUSSIAN_ONLY
+
+        options = options or {}
+        stochastic = name in GAUSSIAN_ONLY or options.get("churn") or options.get("eta")
+        if stochastic and not self.gaussian:
+            raise ValueError(
+                f"{name} (or its noise option) assumes Gaussian marginals, which "
+                f"{type(self).__name__} does not have: use euler, heun, rk45, dpm-solver++ or "
+                "ddim with eta = 0"
+            )
+        if stochastic and self.coupling != "independent":
+            raise ValueError(
+                f"{name} (or its noise option) needs the score of the Gaussian path, which a "
+                f"network trained with coupling {self.coupling!r} does not learn: use euler, "
+                "heun, rk45, dpm-solver++ or ddim with eta = 0"
+            )
 
     def check_grid(self, times: torch.Tensor) -> torch.Tensor:
         """Validate a user time grid: 1-D, strictly decreasing, from t = 1 down to t = 0."""

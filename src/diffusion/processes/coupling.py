@@ -1,0 +1,123 @@
+"""How training pairs data with noise: independently, or by minibatch optimal transport.
+
+Flow matching trains on pairs (x0, noise) joined by straight lines. Drawn independently, the
+lines of a batch cross, and the network must learn the average of many directions at each
+point; its ODE paths bend. Pairing each batch's data with its noise by optimal transport
+(Tong et al. 2024, "Improving and generalizing flow-based generative models with minibatch
+optimal transport", OT-CFM; Pooladian et al. 2023, "Multisample flow matching") keeps the
+marginals of x0 and of the noise, so the learned ODE still carries N(0, I) to the data, but
+the lines of a batch cross far less: the regression target varies less and the ODE is
+straighter, so few steps go far.
+
+The plan here is entropic (Cuturi 2013, "Sinkhorn distances"): a fixed number of Sinkhorn
+iterations on the squared-distance cost, then one noise row drawn for each data row from its
+row of the plan, as Tong et al. do with their entropic (Schrodinger-bridge) variant; an exact
+assignment of 512 points costs several times a training step on a CPU. The iterations run on
+the device with no host reads.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: the couplings: "independent" draws noise for each row on its own; "ot" pairs by the plan.
+COUPLINGS = ("independent", "ot")
+#: entropic regularisation, as a fraction of the batch's mean squared distance.
+OT_REG = 0.1
+#: Sinkhorn iterations per batch.
+OT_ITERATIONS = 20
+
+
+def check_coupling(name: str) -> str:
+    """Return `name` if it names a coupling, else raise ValueError listing them."""
+    if name not in COUPLINGS:
+        raise ValueError(f"unknown coupling {name!r}; choose one of {', '.join(COUPLINGS)}")
+    return name
+
+
+def sinkhorn_kernel(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    reg: float = OT_REG,
+    iterations: int = OT_ITERATIONS,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The entropic transport plan between the rows of x and y, uniform weights on both.
+
+    The plan is diag(u) K diag(v) with K = exp(-C / eps), C the squared distances and eps =
+    `reg` times their mean (Cuturi 2013: the entropic plan has this form, and Sinkhorn's
+    alternating normalisation of rows and columns finds u and v). C is first shifted by a row and then a column minimum, a change
+    the scalings absorb that leaves a 1 in every row and column of K, so no row or column of
+    K underflows to zero in float32.
+
+    Args:
+        x: (n, ...) points.
+        y: (n, ...) points, as many as x.
+        reg: eps as a fraction of the mean squared distance.
+        iterations: Sinkhorn iterations (each makes the column sums exact, then the rows).
+        dtype: precision of the plan. float32 is enough at the default `reg`; much smaller
+            ones need float64, or the scalings overflow.
+
+    Returns:
+        (K, u, v): the plan is u[:, None] * K * v[None, :]; its row sums are exactly 1/n and
+        its column sums approach 1/n with the iterations (on the normalised toy sets, within
+        0.3% on average after the default 20 at reg = 0.1).
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have as many rows, got {x.shape[0]} and {y.shape[0]}")
+    n = x.shape[0]
+    a, b = x.reshape(n, -1).to(dtype), y.reshape(n, -1).to(dtype)
+    # |x_i - y_j|^2 = |x_i|^2 + |y_j|^2 - 2 x_i.y_j, in one matrix product; the work below is
+    # done in place on this one (n, n) matrix.
+    cost = torch.addmm((a * a).sum(1, keepdim=True) + (b * b).sum(1), a, b.T, alpha=-2)
+    cost.clamp_min_(0)
+    eps = cost.mean().mul_(reg).clamp_min_(torch.finfo(cost.dtype).tiny)
+    cost.sub_(cost.amin(1, keepdim=True))
+    cost.sub_(cost.amin(0, keepdim=True))
+    kernel = cost.div_(eps.neg_()).exp_()
+    # The marginals are 1/n on both sides; scaling u and v by n (as here) scales the plan by
+    # n^2 and changes nothing else.
+    u = torch.ones(n, device=kernel.device, dtype=dtype)
+    v = u
+    for _ in range(iterations):
+        v = torch.mv(kernel.T, u).reciprocal_()
+        u = torch.mv(kernel, v).reciprocal_()
+    return kernel, u / n, v
+
+
+def ot_pairing(
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    reg: float = OT_REG,
+    iterations: int = OT_ITERATIONS,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """For each row of x0, the index of a row of `noise` drawn from its row of the plan.
+
+    Row i's draw follows the plan's conditional K[i, j] v[j] / sum_j K[i, j] v[j], by
+    inverting its cumulative sum at one uniform per row. Over draws, each noise row is chosen
+    about once (the plan's column sums are exact), so the paired noise stays N(0, I).
+    """
+    kernel, _, v = sinkhorn_kernel(x0.detach(), noise, reg, iterations, dtype)
+    weights = torch.cumsum(kernel.mul_(v), dim=1)  # (n, n), rows increasing
+    n = weights.shape[0]
+    u = torch.rand(n, 1, generator=generator, device=weights.device, dtype=weights.dtype)
+    index = torch.searchsorted(weights, u * weights[:, -1:]).squeeze(1)
+    index = index.clamp_max(n - 1)  # a uniform of exactly 1 would fall past the end
+    # A row whose weights overflowed or vanished (not seen at the default settings) keeps
+    # its own noise row, as the independent coupling would; decided on the device.
+    total = weights[:, -1]
+    ok = torch.isfinite(total) & (total > 0)
+    return torch.where(ok, index, torch.arange(n, device=index.device))
+
+
+def couple(
+    coupling: str, x0: torch.Tensor, noise: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The noise rows to pair with x0's rows under `coupling` (noise itself if independent)."""
+    if coupling == "independent":
+        return noise
+    with torch.no_grad():
+        return noise[ot_pairing(x0, noise, generator=generator)]
