@@ -249,7 +249,8 @@ class TrainConfig:
         if self.coupling == "ot" and self.process != "flow":
             raise ConfigError(
                 f"coupling {self.coupling!r} applies to the flow process only, not "
-                f"{self.process} (the other families' stochastic samplers need independent noise)"
+                f"{self.process} (it straightens flow matching's paths; the other families "
+                "train with independent noise)"
             )
         if self.coupling == "ot" and self.batch_size > MAX_OT_BATCH:
             raise ConfigError(
