@@ -123,7 +123,7 @@ def sampling_table(rows: list[dict]) -> list[str]:
     for r in rows:
         if "samples_per_s" not in r:
             rate = "(start-up only)"
-        elif r["seconds"] < 2 * start_up:  # mostly start-up: the difference is noise
+        elif r["samples_per_s"] is None or r["seconds"] < 2 * start_up:  # mostly start-up
             rate = "-"
         else:
             rate = f"{r['samples_per_s']:,}"

@@ -99,19 +99,18 @@ def sampling_scale(log) -> list[dict]:
             seconds, mib = _peak_rss_mib(
                 [*cli, "sample", "--run", str(run_dir), "--n", str(n), "--out", f"{tmp}/x.npy"]
             )
-            rate = n / max(seconds - base_s, 1e-9)
+            # Mostly start-up (under twice its time): the difference is noise, not a rate.
+            rate = round(n / (seconds - base_s)) if seconds >= 2 * base_s else None
             rows.append(
                 {
                     "n": n,
                     "seconds": round(seconds, 2),
                     "peak_mib": round(mib),
-                    "samples_per_s": round(rate),
+                    "samples_per_s": rate,
                 }
             )
-            log(
-                f"  n = {n:>9,}: {seconds:6.1f} s, {rate:>9,.0f} samples/s after start-up, "
-                f"peak {mib:.0f} MiB"
-            )
+            shown = f"{rate:>9,} samples/s after start-up" if rate else "mostly start-up"
+            log(f"  n = {n:>9,}: {seconds:6.1f} s, {shown}, peak {mib:.0f} MiB")
     return rows
 
 

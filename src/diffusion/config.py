@@ -55,7 +55,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything that defines a training run.
 
-    The defaults train flow matching on the swiss roll in about 15 s on 2 CPU cores; they were
+    The defaults train flow matching on the swiss roll in about 20 s on 2 CPU cores; they were
     chosen by the sweeps in `benchmarks/perf.py` (see docs/performance.md).
     """
 
