@@ -101,3 +101,17 @@ def test_settings_table_gives_both_sampling_paths():
     assert "| 2 thread(s) | 4.41 |" in text
     assert "10,000 points (heun, 25 steps): 0.61 s with the sampler's time embedded" in text
     assert "0.97 s with it embedded per row" in text
+
+
+def test_throughput_table_gives_both_couplings_and_the_refused_batch():
+    from report import throughput_table
+
+    rows = [
+        {"batch_size": 512, "ms_per_step": 5.0, "samples_per_s": 102400,
+         "ms_per_step_ot": 7.5, "samples_per_s_ot": 68267},
+        {"batch_size": 16384, "ms_per_step": 90.0, "samples_per_s": 182044},
+    ]  # fmt: skip
+    lines = throughput_table(rows)
+    assert "OT coupling" in lines[0]
+    assert lines[2] == "| 512 | 5.00 | 102,400 | 7.50 | 68,267 |"
+    assert lines[3] == "| 16384 | 90.00 | 182,044 | (refused: plan too large) | - |"
