@@ -13,7 +13,7 @@ Sections (see docs/performance.md for what each measures and why):
   ttq         time to SW ratio <= 1.1 for every family's default recipe on three toy sets
   nfe         quality against NFE for every sampler, on the default model and on the exact
               score of a mixture; the smallest NFE reaching <= 1.3 and <= 1.1
-  throughput  training samples/s against batch size
+  throughput  training samples/s against batch size, independent and OT-coupled
   sampling    `diffusion sample` at 10^4, 10^5, 10^6 points: time and peak memory
   dim         cost and quality against data dimension (mixtures in 2, 8, 32, 128 dims)
   settings    thread counts and torch.compile, per training step
