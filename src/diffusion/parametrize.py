@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from diffusion.utils import check_choice
+
 if TYPE_CHECKING:
     from diffusion.processes.base import GaussianProcess
 
@@ -39,11 +41,7 @@ class Prediction:
 
 def check_target(target: str) -> str:
     """Return `target` if it is a known prediction target, else raise ValueError."""
-    if target not in TARGETS:
-        raise ValueError(
-            f"unknown prediction target {target!r}; choose one of: {', '.join(TARGETS)}"
-        )
-    return target
+    return check_choice("prediction target", target, TARGETS)
 
 
 def target_from(

@@ -5,10 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+
+
+def check_choice(what: str, value: str, choices: Iterable[str]) -> str:
+    """`value` if it is one of `choices`; else ValueError naming `what` and listing them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return value
 
 
 def expand_like(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

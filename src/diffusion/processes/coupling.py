@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from diffusion.utils import check_choice
+
 #: the couplings: "independent" draws noise for each row on its own; "ot" pairs by the plan.
 COUPLINGS = ("independent", "ot")
 #: entropic regularisation, as a fraction of the batch's mean squared distance.
@@ -34,9 +36,7 @@ OT_RELAXATION = 1.5
 
 def check_coupling(name: str) -> str:
     """Return `name` if it names a coupling, else raise ValueError listing them."""
-    if name not in COUPLINGS:
-        raise ValueError(f"unknown coupling {name!r}; choose one of {', '.join(COUPLINGS)}")
-    return name
+    return check_choice("coupling", name, COUPLINGS)
 
 
 def sinkhorn_kernel(

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import torch
 
+from diffusion.utils import check_choice
+
 TRAIN_TIMES = ("uniform", "low-noise", "logit-normal")
 LOW_NOISE_POWER = 3  # the u^3 half of "low-noise"
 
 
 def check_train_times(kind: str) -> str:
     """`kind` if it names a training-time distribution; ValueError listing them otherwise."""
-    if kind not in TRAIN_TIMES:
-        raise ValueError(
-            f"unknown training-time distribution {kind!r}; choose one of: {', '.join(TRAIN_TIMES)}"
-        )
-    return kind
+    return check_choice("training-time distribution", kind, TRAIN_TIMES)
 
 
 def draw_times(
