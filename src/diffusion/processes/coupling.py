@@ -74,6 +74,21 @@ def sinkhorn_kernel(
         (K, u, v): the plan is u[:, None] * K * v[None, :]; its row sums are exactly 1/n and
         its column sums approach 1/n with the iterations.
     """
+    kernel, v = _kernel_and_column_scaling(x, y, reg, iterations, dtype, relaxation)
+    u = torch.mv(kernel, v).reciprocal_()  # a plain last step: the row sums exact
+    return kernel, u / x.shape[0], v
+
+
+def _kernel_and_column_scaling(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    reg: float,
+    iterations: int,
+    dtype: torch.dtype,
+    relaxation: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and v of `sinkhorn_kernel`: all a draw from the plan's rows needs (their
+    normalisation supplies u)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have as many rows, got {x.shape[0]} and {y.shape[0]}")
     n = x.shape[0]
@@ -88,14 +103,16 @@ def sinkhorn_kernel(
     kernel = cost.div_(eps.neg_()).exp_()
     # Iterated with marginals 1 (u = 1 / K v, v = 1 / K^T u); the plan with marginals 1/n is
     # the same with u divided by n.
+    # Each iteration updates v, then u; the last u would go unused (a draw needs only v, and
+    # sinkhorn_kernel takes a plain step instead), so it is not computed.
     u = torch.ones(n, device=kernel.device, dtype=dtype)
     v = u
     w = relaxation
-    for _ in range(iterations):
+    for i in range(iterations):
+        if i:
+            u = torch.mv(kernel, v).pow_(-w).mul_(u.pow(1 - w))
         v = torch.mv(kernel.T, u).pow_(-w).mul_(v.pow(1 - w))
-        u = torch.mv(kernel, v).pow_(-w).mul_(u.pow(1 - w))
-    u = torch.mv(kernel, v).reciprocal_()  # a plain last step: the row sums exact
-    return kernel, u / n, v
+    return kernel, v
 
 
 def ot_pairing(
@@ -114,7 +131,9 @@ def ot_pairing(
     on average (as the plan's column sums are 1/n, once the iterations have converged), so
     the paired noise stays N(0, I).
     """
-    kernel, _, v = sinkhorn_kernel(x0.detach(), noise, reg, iterations, dtype)
+    kernel, v = _kernel_and_column_scaling(
+        x0.detach(), noise, reg, iterations, dtype, OT_RELAXATION
+    )
     weights = torch.cumsum(kernel.mul_(v), dim=1)  # (n, n), rows increasing
     n = weights.shape[0]
     u = torch.rand(n, 1, generator=generator, device=weights.device, dtype=weights.dtype)
