@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from diffusion.processes.base import GaussianProcess
 from diffusion.processes.continuous import ContinuousProcess
 
 
@@ -85,9 +86,8 @@ class SubVP(VP):
         return self.beta(t) * self.alpha(t) ** 2
 
     def d_variance(self, t: torch.Tensor) -> torch.Tensor:
-        """2 sigma sigma' (not VP's -2 alpha alpha': here sigma = 1 - alpha^2)."""
-        t = torch.as_tensor(t)
-        return 2 * self.sigma(t) * self.d_sigma(t)
+        """2 sigma sigma', the general form (not VP's -2 alpha alpha': here sigma = 1 - alpha^2)."""
+        return GaussianProcess.d_variance(self, torch.as_tensor(t))
 
 
 class VE(ContinuousProcess):
