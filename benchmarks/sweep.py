@@ -70,21 +70,21 @@ def paired_summary(base: list[float], changed: list[float]) -> dict[str, float |
 
 
 def train_and_score(settings: dict[str, object], seed: int, sets: int) -> dict[str, float]:
-    """Train one recipe at one seed (one torch thread) and score its EMA model."""
+    """Train one recipe at one seed (one torch thread) and score its EMA model as the
+    `default` section does (`quality.train_and_score`)."""
+    import quality
     import torch
-    from common import Scorer, model_draw
 
     from diffusion.config import TrainConfig
-    from diffusion.train import Trainer
 
     torch.set_num_threads(1)
     config = TrainConfig.from_dict({**settings, "seed": seed})
-    trainer = Trainer(config)
-    trainer.run(progress=False)
-    scorer = Scorer(trainer.dataset, sets=sets)
-    own = model_draw(trainer, trainer.ema, config.sampler, config.sample_steps, config.sample_grid)
-    few = model_draw(trainer, trainer.ema, "dpm-solver++", FEW_STEPS, config.sample_grid)
-    return {"train_s": trainer.seconds, "default": scorer(own), "dpm25": scorer(few)}
+    row = quality.train_and_score(config, sets, (FEW_STEPS,))
+    return {
+        "train_s": row["train_s"],
+        "default": row["default"],
+        "dpm25": row[f"dpm-solver++ {FEW_STEPS}"],
+    }
 
 
 def main() -> int:

@@ -27,6 +27,21 @@ LANGEVIN_STEPS = 100
 DEFAULT_SETS = 10  # sample sets per score of the default recipe: one set varies by +-25%
 
 
+def train_and_score(config: TrainConfig, sets: int, few_steps: tuple[int, ...]) -> dict:
+    """Train `config` and score its EMA model on `sets` sample sets: training seconds, and
+    the SW ratio with the recipe's own sampler ("default") and with DPM-Solver++ at each of
+    `few_steps` ("dpm-solver++ K")."""
+    trainer = Trainer(config)
+    trainer.run(progress=False)
+    scorer = Scorer(trainer.dataset, sets=sets)
+    own = model_draw(trainer, trainer.ema, config.sampler, config.sample_steps, config.sample_grid)
+    row = {"train_s": trainer.seconds, "default": scorer(own)}
+    for steps in few_steps:
+        draw = model_draw(trainer, trainer.ema, "dpm-solver++", steps, config.sample_grid)
+        row[f"dpm-solver++ {steps}"] = scorer(draw)
+    return row
+
+
 def default_recipe(seeds: int, log) -> dict:
     """`diffusion train` with every default, once per seed: training time and SW ratio with
     the default sampler and with DPM-Solver++ at 10 and 25 steps (median of DEFAULT_SETS
@@ -34,18 +49,8 @@ def default_recipe(seeds: int, log) -> dict:
     rows = []
     for seed in range(seeds):
         config = TrainConfig(seed=seed).validate()
-        trainer = Trainer(config)
-        trainer.run(progress=False)
-        scorer = Scorer(trainer.dataset, sets=DEFAULT_SETS)
-        row = {"seed": seed, "train_s": round(trainer.seconds, 2)}
-        row["default"] = scorer(
-            model_draw(
-                trainer, trainer.ema, config.sampler, config.sample_steps, config.sample_grid
-            )
-        )
-        for steps in FEW_STEPS:
-            draw = model_draw(trainer, trainer.ema, "dpm-solver++", steps, config.sample_grid)
-            row[f"dpm-solver++ {steps}"] = scorer(draw)
+        row = {"seed": seed, **train_and_score(config, DEFAULT_SETS, FEW_STEPS)}
+        row["train_s"] = round(row["train_s"], 2)
         rows.append(row)
         log(
             f"  seed {seed}: {row['train_s']:.1f} s, SW ratio {row['default']:.2f} "
