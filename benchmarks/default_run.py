@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from diffusion.checkpoint import TrainedModel
-from diffusion.config import TrainConfig
+from diffusion.io.runs import TrainedModel
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.metrics import compare_to_data
-from diffusion.run import evaluate
-from diffusion.train import train
+from diffusion.measure.metrics import compare_to_data
+from diffusion.workflows.run import evaluate
+from diffusion.training.loop import train
 from diffusion.utils import make_generator
 
 RATIOS = ("sliced_wasserstein", "mmd", "energy")

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from diffusion.checkpoint import TrainedModel
-from diffusion.config import TrainConfig
+from diffusion.io.runs import TrainedModel
+from diffusion.training.config import TrainConfig
 from diffusion.processes import PROCESSES
-from diffusion.run import evaluate
-from diffusion.train import train
+from diffusion.workflows.run import evaluate
+from diffusion.training.loop import train
 
 
 def main() -> int:

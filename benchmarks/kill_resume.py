@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffusion.resume import list_checkpoints
-from diffusion.tensorfile import CheckpointError, read_tensor_file
+from diffusion.io.checkpoints import list_checkpoints
+from diffusion.io.tensorfile import CheckpointError, read_tensor_file
 
 FULL = [
     "--steps", "3000", "--width", "32", "--depth", "2", "--batch-size", "256",

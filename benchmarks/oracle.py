@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.likelihood import exact_nll, pf_ode_nll
-from diffusion.metrics import compare_to_data
-from diffusion.oracle import exact_model
-from diffusion.run import SEED_METRICS, evaluate
+from diffusion.measure.likelihood import exact_nll, pf_ode_nll
+from diffusion.measure.metrics import compare_to_data
+from diffusion.measure.oracle import exact_model
+from diffusion.workflows.run import SEED_METRICS, evaluate
 from diffusion.utils import make_generator
 
 RECIPES = [  # (process, sampler, steps, grid): all at most 40 network evaluations

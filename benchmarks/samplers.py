@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from diffusion.checkpoint import load_model
-from diffusion.config import TrainConfig
+from diffusion.io.runs import load_model
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.metrics import compare_to_data
-from diffusion.run import run_training
+from diffusion.measure.metrics import compare_to_data
+from diffusion.workflows.run import run_training
 from diffusion.samplers import SAMPLERS
 from diffusion.utils import make_generator
 

@@ -75,7 +75,7 @@ def train_and_score(settings: dict[str, object], seed: int, sets: int) -> dict[s
     import quality
     import torch
 
-    from diffusion.config import TrainConfig
+    from diffusion.training.config import TrainConfig
 
     torch.set_num_threads(1)
     config = TrainConfig.from_dict({**settings, "seed": seed})
@@ -104,7 +104,7 @@ def main() -> int:
     try:
         base = parse_settings(args.base)
         changed = {**base, **parse_settings(args.change)}
-        from diffusion.config import ConfigError, TrainConfig
+        from diffusion.training.config import ConfigError, TrainConfig
 
         for settings in (base, changed):
             TrainConfig.from_dict(settings)

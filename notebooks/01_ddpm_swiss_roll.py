@@ -46,11 +46,11 @@ import torch
 from IPython.display import HTML, display
 
 from diffusion.data import get_dataset
-from diffusion.metrics import compare_to_data
+from diffusion.measure.metrics import compare_to_data
 from diffusion.models import TimeMLP
-from diffusion.normalize import Normalizer
+from diffusion.data.normalize import Normalizer
 from diffusion.processes import DDPM, TerminalSignalError
-from diffusion.train import lr_factor
+from diffusion.training.loop import lr_factor
 from diffusion.viz.gif import training_gif
 from diffusion.viz.plots import compute_limits, ema_smooth, samples_figure
 

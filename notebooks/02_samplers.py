@@ -37,15 +37,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from diffusion.checkpoint import TrainedModel
-from diffusion.config import TrainConfig
+from diffusion.io.runs import TrainedModel
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.metrics import SlicedWassersteinRatio
+from diffusion.measure.metrics import SlicedWassersteinRatio
 from diffusion.models import TimeMLP
-from diffusion.oracle import exact_model
+from diffusion.measure.oracle import exact_model
 from diffusion.processes import PROCESSES
 from diffusion.samplers import SAMPLERS
-from diffusion.train import train
+from diffusion.training.loop import train
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0

@@ -39,15 +39,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from diffusion import diagnostics
-from diffusion.checkpoint import TrainedModel
-from diffusion.config import TrainConfig
+from diffusion.measure import diagnostics
+from diffusion.io.runs import TrainedModel
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.likelihood import exact_nll, pf_ode_nll
-from diffusion.metrics import compare_to_data
-from diffusion.oracle import Oracle, exact_model
+from diffusion.measure.likelihood import exact_nll, pf_ode_nll
+from diffusion.measure.metrics import compare_to_data
+from diffusion.measure.oracle import Oracle, exact_model
 from diffusion.processes import VP
-from diffusion.train import train
+from diffusion.training.loop import train
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0

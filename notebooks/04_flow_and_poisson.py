@@ -37,12 +37,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, display
 
-from diffusion.checkpoint import TrainedModel
-from diffusion.config import TrainConfig
+from diffusion.io.runs import TrainedModel
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.processes import FlowMatching, PoissonFlow
-from diffusion.run import evaluate, reverse_trajectory
-from diffusion.train import train
+from diffusion.workflows.run import evaluate, reverse_trajectory
+from diffusion.training.loop import train
 from diffusion.viz.gif import reverse_gif
 from diffusion.viz.plots import compute_limits
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.config import TrainConfig
-from diffusion.run import run_training
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.run import run_training
 
 # The suite runs on shared 2-core machines: one intra-op thread avoids oversubscription,
 # which otherwise makes small tensor ops wait on the scheduler.

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-import diffusion.checkpoint
-import diffusion.run
-import diffusion.train
+import diffusion.io.runs
+import diffusion.workflows.run
+import diffusion.training.loop
 from diffusion.cli import main
-from diffusion.config import TrainConfig
-from diffusion.resume import list_checkpoints
+from diffusion.training.config import TrainConfig
+from diffusion.io.checkpoints import list_checkpoints
 
 PREFIX = "diffusion: error: "
 HUGE = "1" + "0" * 30  # an integer no 64-bit seed or tensor size can hold
@@ -41,7 +41,7 @@ SMALL = dict(
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("bad-inputs") / "run"
-    diffusion.run.run_training(TrainConfig(**SMALL), run_dir, progress=False)
+    diffusion.workflows.run.run_training(TrainConfig(**SMALL), run_dir, progress=False)
     assert (run_dir / "model.safetensors").is_file()
     assert [step for step, _ in list_checkpoints(run_dir)] == [60]
     return run_dir
@@ -358,10 +358,10 @@ def _forbid(what: str):
 @pytest.fixture
 def no_compute(monkeypatch):
     """Training, sampling and evaluation all fail loudly if anything reaches them."""
-    monkeypatch.setattr(diffusion.train.Trainer, "__init__", _forbid("Trainer.__init__"))
-    monkeypatch.setattr(diffusion.run, "run_training", _forbid("run_training"))
-    monkeypatch.setattr(diffusion.run, "evaluate", _forbid("evaluate"))
-    monkeypatch.setattr(diffusion.checkpoint.TrainedModel, "sample", _forbid("sampling"))
+    monkeypatch.setattr(diffusion.training.loop.Trainer, "__init__", _forbid("Trainer.__init__"))
+    monkeypatch.setattr(diffusion.workflows.run, "run_training", _forbid("run_training"))
+    monkeypatch.setattr(diffusion.workflows.run, "evaluate", _forbid("evaluate"))
+    monkeypatch.setattr(diffusion.io.runs.TrainedModel, "sample", _forbid("sampling"))
 
 
 def _tree(path: Path) -> list[tuple[str, int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.batches import EpochBatches
+from diffusion.training.batches import EpochBatches
 
 
 def test_each_epoch_visits_every_point_once():

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from diffusion.checkpoint import CheckpointError, TrainedModel, load_model
-from diffusion.config import TrainConfig
-from diffusion.train import train
+from diffusion.io.runs import CheckpointError, TrainedModel, load_model
+from diffusion.training.config import TrainConfig
+from diffusion.training.loop import train
 from diffusion.utils import make_generator
 
 

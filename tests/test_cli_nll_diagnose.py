@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from diffusion import diagnose as diagnose_module
+from diffusion.workflows import diagnose as diagnose_module
 from diffusion.cli import main
 
 FAST = ["--width", "16", "--depth", "1", "--batch-size", "64", "--n-train", "500",

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from diffusion.cli import main
-from diffusion.config import TrainConfig
-from diffusion.run import run_training
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.run import run_training
 
 SINGLE = {"weights": [1], "means": [[1.0, -2.0]], "covariances": [[[2.0, 0.6], [0.6, 0.5]]]}
 MIXTURE = {"weights": [1, 2], "means": [[-2.0, 0.0], [2.0, 1.0]], "stds": [0.3, 0.5]}
@@ -228,7 +228,7 @@ def test_oracle_with_run_of_non_mixture_data_exits_2(capsys, tmp_path, gaussians
 def test_oracle_sample_matches_library_exact_model(capsys, tmp_path):
     # the command's samples are the library's ExactModel samples (same seed stream)
     from diffusion.data import get_dataset
-    from diffusion.oracle import exact_model
+    from diffusion.measure.oracle import exact_model
     from diffusion.utils import make_generator
 
     path = write_json(tmp_path / "mix.json", MIXTURE)

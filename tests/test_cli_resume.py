@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion.checkpoint import read_run_config
+from diffusion.io.runs import read_run_config
 from diffusion.cli import main
-from diffusion.config import TrainConfig
-from diffusion.resume import latest_checkpoint, load_checkpoint
-from diffusion.tensorfile import read_tensor_file
+from diffusion.training.config import TrainConfig
+from diffusion.io.checkpoints import latest_checkpoint, load_checkpoint
+from diffusion.io.tensorfile import read_tensor_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [

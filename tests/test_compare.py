@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from diffusion.cli import main
-from diffusion.config import TrainConfig
-from diffusion.run import run_training
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.run import run_training
 
 TINY = dict(
     steps=40, width=16, depth=1, n_train=500, batch_size=64, eval_samples=300,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from diffusion.config import ConfigError, TrainConfig
+from diffusion.training.config import ConfigError, TrainConfig
 
 
 def test_defaults_are_valid_and_round_trip():

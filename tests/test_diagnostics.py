@@ -1,4 +1,4 @@
-"""`diffusion.diagnostics` against known answers: the exact model compared with itself has no
+"""`diffusion.measure.diagnostics` against known answers: the exact model compared with itself has no
 error, a wrong model's excess loss is its noise-prediction error (the Pythagorean identity of
 the conditional mean), the prior mismatch of one Gaussian is the Gaussian KL in closed form,
 and the exact model's probability-flow density is the mixture's density."""
@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from diffusion import diagnostics as dg
-from diffusion.config import TrainConfig
+from diffusion.measure import diagnostics as dg
+from diffusion.training.config import TrainConfig
 from diffusion.data import GaussianMixture, get_dataset
-from diffusion.normalize import Normalizer
-from diffusion.oracle import exact_model
+from diffusion.data.normalize import Normalizer
+from diffusion.measure.oracle import exact_model
 from diffusion.utils import make_generator
 
 # A 2-D mixture with full, unequal covariances and unequal weights (nothing symmetric).

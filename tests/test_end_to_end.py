@@ -7,9 +7,9 @@ import json
 import torch
 from PIL import Image
 
-from diffusion.checkpoint import load_model
+from diffusion.io.runs import load_model
 from diffusion.data import get_dataset
-from diffusion.metrics import sliced_wasserstein
+from diffusion.measure.metrics import sliced_wasserstein
 from diffusion.utils import make_generator
 
 OUTPUTS = ("training.gif", "reverse.gif", "samples.png", "loss.png", "metrics.json", "config.json")

@@ -1,4 +1,4 @@
-"""Known answers for the sampling time grids (`diffusion.grids`).
+"""Known answers for the sampling time grids (`diffusion.samplers.grids`).
 
 Every grid has K + 1 strictly decreasing times from exactly 1 (the prior) to exactly 0;
 quadratic is (1 - i/K)^2; karras is Eq. 5 of Karras et al. 2022 on the noise level
@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.grids import GRIDS, make_grid
+from diffusion.samplers.grids import GRIDS, make_grid
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP
 from diffusion.samplers.ode import HEUN_MAX_SIGMA
 

@@ -19,15 +19,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import diffusion.checkpoint
-import diffusion.run
-import diffusion.train
-from diffusion.checkpoint import load_model, read_run_config
+import diffusion.io.runs
+import diffusion.workflows.run
+import diffusion.training.loop
+from diffusion.io.runs import load_model, read_run_config
 from diffusion.cli import main
-from diffusion.config import TrainConfig
-from diffusion.resume import latest_checkpoint, load_checkpoint, state_to_file
-from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
-from diffusion.train import Trainer, build_model
+from diffusion.training.config import TrainConfig
+from diffusion.io.checkpoints import latest_checkpoint, load_checkpoint, state_to_file
+from diffusion.io.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
+from diffusion.training.loop import Trainer, build_model
 
 SRC = Path(diffusion.__file__).resolve().parent
 
@@ -42,7 +42,7 @@ SMALL = dict(
 def run(tmp_path_factory) -> Path:
     """A finished small run with a training checkpoint at step 60."""
     run_dir = tmp_path_factory.mktemp("hostile") / "run"
-    diffusion.run.run_training(TrainConfig(**SMALL), run_dir, progress=False)
+    diffusion.workflows.run.run_training(TrainConfig(**SMALL), run_dir, progress=False)
     assert latest_checkpoint(run_dir).name == "step-00000060.safetensors"
     return run_dir
 
@@ -434,9 +434,9 @@ def no_compute(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("compute was reached before the bad file was refused")
 
-    monkeypatch.setattr(diffusion.train.Trainer, "__init__", forbidden)
-    monkeypatch.setattr(diffusion.run, "run_training", forbidden)
-    monkeypatch.setattr(diffusion.checkpoint.TrainedModel, "sample", forbidden)
+    monkeypatch.setattr(diffusion.training.loop.Trainer, "__init__", forbidden)
+    monkeypatch.setattr(diffusion.workflows.run, "run_training", forbidden)
+    monkeypatch.setattr(diffusion.io.runs.TrainedModel, "sample", forbidden)
 
 
 @pytest.mark.parametrize("name", [_config_param(n) for n in CONFIG_EDITS])

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
-from diffusion.likelihood import (
+from diffusion.measure.likelihood import (
     Likelihood,
     exact_nll,
     pf_ode_nll,
@@ -18,8 +18,8 @@ from diffusion.likelihood import (
     start_time,
     velocity,
 )
-from diffusion.normalize import Normalizer
-from diffusion.oracle import Oracle, exact_model
+from diffusion.data.normalize import Normalizer
+from diffusion.measure.oracle import Oracle, exact_model
 from diffusion.processes import PROCESSES
 
 F64 = torch.float64

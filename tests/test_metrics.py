@@ -1,4 +1,4 @@
-"""Known answers for the sample distances in diffusion.metrics."""
+"""Known answers for the sample distances in diffusion.measure.metrics."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import statistics
 import pytest
 import torch
 
-from diffusion import metrics
-from diffusion.metrics import (
+from diffusion.measure import metrics
+from diffusion.measure.metrics import (
     compare_to_data,
     energy_distance,
     median_bandwidths,

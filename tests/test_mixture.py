@@ -11,7 +11,7 @@ import torch
 from diffusion.data import TOY_DATASETS, DataError, get_dataset, load_mixture
 from diffusion.data.mixture import GaussianMixture, mixture_from_dict
 from diffusion.data.toy import EIGHT_GAUSSIANS_RADIUS, EIGHT_GAUSSIANS_STD, toy_mixture
-from diffusion.likelihood import exact_nll
+from diffusion.measure.likelihood import exact_nll
 
 F64 = torch.float64
 

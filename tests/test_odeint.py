@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from diffusion.odeint import Solution, dopri5
+from diffusion.samplers.odeint import Solution, dopri5
 
 F64 = torch.float64
 

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-import diffusion.oracle as oracle_module
-from diffusion.config import TrainConfig
+import diffusion.measure.oracle as oracle_module
+from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
-from diffusion.normalize import Normalizer
-from diffusion.oracle import ExactModel, Oracle, OracleDenoiser, exact_model
+from diffusion.data.normalize import Normalizer
+from diffusion.measure.oracle import ExactModel, Oracle, OracleDenoiser, exact_model
 from diffusion.parametrize import TARGETS, target_from
 from diffusion.processes import PROCESSES
 

@@ -9,17 +9,17 @@ import math
 import pytest
 import torch
 
-from diffusion.config import TrainConfig
-from diffusion.resume import (
+from diffusion.training.config import TrainConfig
+from diffusion.io.checkpoints import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     remove_temporary_files,
     save_checkpoint,
 )
-from diffusion.run import run_training
-from diffusion.tensorfile import CheckpointError
-from diffusion.train import MAX_NONFINITE_STREAK, NonFiniteLossError, Trainer, TrainingState
+from diffusion.workflows.run import run_training
+from diffusion.io.tensorfile import CheckpointError
+from diffusion.training.loop import MAX_NONFINITE_STREAK, NonFiniteLossError, Trainer, TrainingState
 
 SMALL = dict(
     process="ddpm", steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from diffusion.config import TrainConfig
-from diffusion.train import Trainer
+from diffusion.training.config import TrainConfig
+from diffusion.training.loop import Trainer
 
 SMALL = dict(steps=20, batch_size=64, width=16, depth=1, n_train=500, checkpoint_every=0)
 

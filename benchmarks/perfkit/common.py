@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data import Dataset
-from diffusion.metrics import SlicedWassersteinRatio
-from diffusion.train import Trainer
+from diffusion.measure.metrics import SlicedWassersteinRatio
+from diffusion.training.loop import Trainer
 from diffusion.utils import make_generator
 
 N_SAMPLES = 10_000  # points per scored sample set (as `diffusion evaluate`)
@@ -46,7 +46,7 @@ class Scorer:
     """The sliced-Wasserstein ratio to the data floor, median over `sets` sample sets.
 
     One scorer per data set: its data draws, directions and floor are fixed, so every row
-    scored by it is comparable (see `diffusion.metrics.SlicedWassersteinRatio`).
+    scored by it is comparable (see `diffusion.measure.metrics.SlicedWassersteinRatio`).
     """
 
     def __init__(self, dataset: Dataset, sets: int = 2, n: int = N_SAMPLES) -> None:

@@ -17,7 +17,7 @@ import torch
 from common import Curve, Scorer, train_with_curve
 from torch import nn
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.models.mlp import seeded
 from diffusion.utils import make_generator

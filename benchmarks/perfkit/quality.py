@@ -9,12 +9,12 @@ from pathlib import Path
 
 from common import Scorer, model_draw, train_with_curve
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.oracle import exact_model
+from diffusion.measure.oracle import exact_model
 from diffusion.processes import PROCESSES
 from diffusion.samplers import SAMPLERS
-from diffusion.train import Trainer
+from diffusion.training.loop import Trainer
 
 MIXTURE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "mixture.json"
 FEW_STEPS = (10, 25)  # the bar's DPM-Solver++ settings on the default model

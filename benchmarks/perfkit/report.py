@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diffusion.config import MAX_OT_BATCH
+from diffusion.training.config import MAX_OT_BATCH
 
 
 def fmt(value: float | None, digits: int = 2, missing: str = "-") -> str:

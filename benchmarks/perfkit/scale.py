@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from common import Scorer, model_draw, timed
 
-from diffusion.config import MAX_OT_BATCH, TrainConfig
+from diffusion.training.config import MAX_OT_BATCH, TrainConfig
 from diffusion.data import get_dataset
 from diffusion.data.mixture import GaussianMixture
-from diffusion.oracle import exact_model
+from diffusion.measure.oracle import exact_model
 from diffusion.processes.coupling import COUPLINGS
-from diffusion.run import run_training
-from diffusion.train import Trainer
+from diffusion.workflows.run import run_training
+from diffusion.training.loop import Trainer
 from diffusion.utils import make_generator
 
 BATCHES = (64, 256, 512, 1024, 4096, 16384)

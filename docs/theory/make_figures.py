@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from diffusion.data.mixture import load_mixture
-from diffusion.fokker_planck import (
+from diffusion.measure.fokker_planck import (
     Grid,
     histogram_density,
     l1_distance,

@@ -119,14 +119,22 @@ def score_from_eps(eps: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 class Denoiser:
     """A network seen through a process: at (x_t, t) it returns a `Prediction`.
 
-    The network takes ``(x_t, t)`` with continuous ``t`` of shape (B,) and predicts `target`.
-    `nfe` counts network evaluations, so every sampler's cost can be reported.
+    The network is called as ``model(x_t, t, **cond)`` with continuous ``t`` of shape (B,) and
+    predicts `target`; `cond` (e.g. class labels, one row per sample) is fixed for the
+    denoiser's life. `nfe` counts network evaluations, so every sampler's cost can be reported.
     """
 
-    def __init__(self, model: torch.nn.Module, process: GaussianProcess, target: str) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        process: GaussianProcess,
+        target: str,
+        cond: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.model = model
         self.process = process
         self.target = check_target(target)
+        self.cond = dict(cond or {})
         self.nfe = 0
 
     @property
@@ -142,5 +150,5 @@ class Denoiser:
         """As calling the denoiser, but differentiable (for likelihoods and diagnostics)."""
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])  # (B,)
         self.nfe += 1
-        output = self.model(self.process.model_input(x_t, t), t)
+        output = self.model(self.process.model_input(x_t, t), t, **self.cond)
         return prediction_from(self.target, output, x_t, *self.process.coefficients(t, x_t))

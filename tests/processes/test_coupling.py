@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from diffusion.config import ConfigError, TrainConfig, critical_differences, upgrade_saved_config
+from diffusion.training.config import ConfigError, TrainConfig, critical_differences, upgrade_saved_config
 from diffusion.processes import FlowMatching
 from diffusion.processes.coupling import (
     COUPLINGS,
@@ -17,8 +17,8 @@ from diffusion.processes.coupling import (
     ot_pairing,
     sinkhorn_kernel,
 )
-from diffusion.resume import load_checkpoint, save_checkpoint
-from diffusion.train import Trainer, build_process
+from diffusion.io.checkpoints import load_checkpoint, save_checkpoint
+from diffusion.training.loop import Trainer, build_process
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -220,7 +220,7 @@ def test_the_oracle_keeps_the_field_of_independent_noise():
     """The exact model of a mixture is the Gaussian path's field whatever the config's
     coupling; handed a coupled process it refuses rather than mislabel it."""
     from diffusion.data import get_dataset
-    from diffusion.oracle import Oracle, exact_model
+    from diffusion.measure.oracle import Oracle, exact_model
 
     mixture = get_dataset("gaussians").mixture
     model = exact_model(mixture, TrainConfig(dataset="gaussians"))

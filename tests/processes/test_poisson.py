@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from diffusion.config import ConfigError, TrainConfig
+from diffusion.training.config import ConfigError, TrainConfig
 from diffusion.processes import EDM, PoissonFlow
 
 

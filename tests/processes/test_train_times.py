@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from diffusion.config import ConfigError, TrainConfig, critical_differences, upgrade_saved_config
+from diffusion.training.config import ConfigError, TrainConfig, critical_differences, upgrade_saved_config
 from diffusion.processes import VE, VP, FlowMatching
 from diffusion.processes.times import TRAIN_TIMES, check_train_times, density, draw_times
-from diffusion.train import build_process
+from diffusion.training.loop import build_process
 
 N = 400_000
 

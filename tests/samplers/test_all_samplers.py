@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from diffusion.grids import make_grid
+from diffusion.samplers.grids import make_grid
 from diffusion.parametrize import Prediction
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP
 from diffusion.samplers import SAMPLERS, STOCHASTIC, SamplerStep

@@ -35,7 +35,7 @@ import math
 import pytest
 import torch
 
-from diffusion.grids import make_grid
+from diffusion.samplers.grids import make_grid
 from diffusion.parametrize import Prediction
 from diffusion.processes import DDPM, EDM
 from diffusion.processes.schedules import make_betas

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.grids import make_grid
-from diffusion.oracle import Oracle
+from diffusion.samplers.grids import make_grid
+from diffusion.measure.oracle import Oracle
 from diffusion.parametrize import TARGETS, prediction_from, score_from_eps, target_from
 from diffusion.processes import DDPM, EDM, VP
 from diffusion.processes.schedules import cosine_betas, make_betas

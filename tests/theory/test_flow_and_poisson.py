@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.oracle import Oracle
+from diffusion.measure.oracle import Oracle
 from diffusion.processes import FlowMatching, PoissonFlow
 from diffusion.samplers import euler
 

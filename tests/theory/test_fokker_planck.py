@@ -1,6 +1,6 @@
 """Note 2, "Langevin dynamics and the Fokker–Planck equation": docs/theory/02-langevin-fokker-planck.md.
 
-- The Fokker–Planck equation of the forward SDE, solved on a grid (`diffusion.fokker_planck`),
+- The Fokker–Planck equation of the forward SDE, solved on a grid (`diffusion.measure.fokker_planck`),
   moves a Gaussian mixture exactly as the closed form p_t = sum_k w_k N(alpha m_k, alpha^2 C_k
   + sigma^2 I) says (VP, VE), to second order in the cell width, conserving mass; a wrong
   drift sign, a missing 1/2 or a wrong g^2 all fail the same tolerance.
@@ -23,7 +23,7 @@ import torch
 from theory_helpers import data_log_prob, data_score
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.fokker_planck import (
+from diffusion.measure.fokker_planck import (
     FokkerPlanckSolution,
     Grid,
     histogram_density,
@@ -32,7 +32,7 @@ from diffusion.fokker_planck import (
     operator_1d,
     solve,
 )
-from diffusion.oracle import Oracle
+from diffusion.measure.oracle import Oracle
 from diffusion.processes import VE, VP
 from diffusion.processes.ncsn import NCSN
 from diffusion.utils import make_generator

@@ -9,18 +9,18 @@ import statistics
 import pytest
 import torch
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
-from diffusion.likelihood import _divergence, ddpm_bound, pf_ode_nll
-from diffusion.metrics import (
+from diffusion.measure.likelihood import _divergence, ddpm_bound, pf_ode_nll
+from diffusion.measure.metrics import (
     SlicedWassersteinRatio,
     energy_distance,
     mmd,
     random_directions,
     sliced_wasserstein,
 )
-from diffusion.normalize import Normalizer
-from diffusion.oracle import Oracle, exact_model
+from diffusion.data.normalize import Normalizer
+from diffusion.measure.oracle import Oracle, exact_model
 from diffusion.processes import DDPM, FlowMatching
 
 F64 = torch.float64

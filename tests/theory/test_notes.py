@@ -64,6 +64,6 @@ def test_every_named_test_exists(note):
 
 def test_resolve_fails_on_a_missing_name():
     with pytest.raises(AttributeError):
-        resolve("diffusion.oracle.NoSuchThing")
+        resolve("diffusion.measure.oracle.NoSuchThing")
     with pytest.raises(ModuleNotFoundError):
         resolve("nosuchpackage.x")

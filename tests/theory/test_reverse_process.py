@@ -20,10 +20,10 @@ import pytest
 import torch
 from theory_helpers import F64, mixture_2d, noised_samples
 
-from diffusion.config import TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
-from diffusion.likelihood import ddpm_bound, exact_nll
-from diffusion.oracle import Oracle, exact_model
+from diffusion.measure.likelihood import ddpm_bound, exact_nll
+from diffusion.measure.oracle import Oracle, exact_model
 from diffusion.parametrize import Prediction, score_from_eps
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP
 from diffusion.samplers import ancestral

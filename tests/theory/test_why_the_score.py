@@ -17,7 +17,7 @@ import torch
 from theory_helpers import F64, data_log_prob, data_score, mixture_2d
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.oracle import Oracle
+from diffusion.measure.oracle import Oracle
 from diffusion.processes import VE, VP, FlowMatching
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.oracle import Oracle
+from diffusion.measure.oracle import Oracle
 
 F64 = torch.float64
 

@@ -33,10 +33,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `diffusion` command; returns the exit code."""
-    from diffusion.checkpoint import CheckpointError
-    from diffusion.config import ConfigError
     from diffusion.data import DataError
-    from diffusion.train import NonFiniteLossError
+    from diffusion.errors import CheckpointError
+    from diffusion.training.config import ConfigError
+    from diffusion.training.loop import NonFiniteLossError
 
     try:
         args = build_parser().parse_args(argv)

@@ -50,15 +50,16 @@ non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    """--sampler, --steps, --grid and every sampler's own options."""
-    from diffusion.grids import GRIDS
+    """--sampler, --sample-steps, --sample-grid and every sampler's own options."""
     from diffusion.samplers import SAMPLERS
+    from diffusion.samplers.grids import GRIDS
 
-    parser.add_argument("--sampler", choices=list(SAMPLERS), default=None)
-    parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps")
-    parser.add_argument(
-        "--grid", choices=GRIDS, default=None, help="time grid (default: the run's)"
-    )
+    parser.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                        help="the sampler (default: the run's)")  # fmt: skip
+    parser.add_argument("--sample-steps", type=positive_int, default=None,
+                        help="sampling steps (default: the run's)")  # fmt: skip
+    parser.add_argument("--sample-grid", choices=GRIDS, default=None,
+                        help="the time grid sampling walks (default: the run's)")  # fmt: skip
     group = parser.add_argument_group("sampler options (each applies to the samplers named)")
     group.add_argument("--eta", type=non_negative_float, help="ddim: noise (0: deterministic)")
     group.add_argument("--variance", choices=("posterior", "beta"), help="ancestral: variance")
@@ -116,17 +117,6 @@ def check_writable(path: Path, option: str, *, directory: bool) -> None:
         raise UsageError(f"{option} {str(path)!r}: cannot write in {str(parent)!r}")
 
 
-def check_process(config) -> None:
-    """Build the config's process once, so schedule problems surface before any training."""
-    from diffusion.config import ConfigError
-    from diffusion.train import build_process
-
-    try:
-        build_process(config)
-    except ValueError as exc:
-        raise ConfigError(f"{config.process}: {exc}") from None
-
-
 def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
     """Sampler options given on the command line; each must be one `sampler` takes."""
     from diffusion.samplers import SAMPLER_OPTIONS
@@ -143,21 +133,23 @@ def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
 
 
 def sampling_steps(requested: int | None, trained) -> int:
-    """--steps, or the run's own sampling steps; for ddpm at most its diffusion steps."""
+    """--sample-steps, or the run's own; at most a discrete process's own steps."""
     steps = requested or trained.config.sample_steps
-    if trained.config.process == "ddpm" and steps > trained.config.diffusion_steps:
-        raise UsageError(f"--steps must be at most {trained.config.diffusion_steps} for this run")
+    most = trained.process.discrete_steps
+    if most and steps > most:
+        raise UsageError(f"--sample-steps must be at most {most} for this run (its process has "
+                         f"{most} steps)")  # fmt: skip
     return steps
 
 
 def check_grid(trained, steps: int, grid: str) -> None:
     """Build the grid once, so a grid the process cannot take fails before sampling."""
-    from diffusion.grids import make_grid
+    from diffusion.samplers.grids import make_grid
 
     try:
         make_grid(trained.process, steps, grid)
     except ValueError as exc:
-        raise UsageError(f"--grid {grid}: {exc}") from None
+        raise UsageError(f"--sample-grid {grid}: {exc}") from None
 
 
 def sampling_settings(args: argparse.Namespace, trained) -> dict:
@@ -169,18 +161,18 @@ def sampling_settings(args: argparse.Namespace, trained) -> dict:
         trained.process.check_sampler(sampler, options)
     except ValueError as exc:
         raise UsageError(f"--sampler {sampler}: {exc}") from None
-    steps = sampling_steps(args.steps, trained)
-    grid = args.grid or trained.config.sample_grid
+    steps = sampling_steps(args.sample_steps, trained)
+    grid = args.sample_grid or trained.config.sample_grid
     check_grid(trained, steps, grid)
     return {"sampler": sampler, "steps": steps, "grid": grid, **options}
 
 
 def load_source(args: argparse.Namespace):
     """The model the options name: a run's network, or an exact oracle (`ExactModel`)."""
-    from diffusion.checkpoint import load_model
-    from diffusion.config import TrainConfig
     from diffusion.data import get_dataset
-    from diffusion.oracle import exact_model
+    from diffusion.io.runs import load_model
+    from diffusion.measure.oracle import exact_model
+    from diffusion.training.config import TrainConfig
 
     named = args.dataset is not None or args.process is not None
     if args.run is None and not args.oracle:
@@ -199,7 +191,6 @@ def load_source(args: argparse.Namespace):
     else:
         values = {"dataset": args.dataset, "process": args.process or "ddpm"}
         config, normalizer = TrainConfig.from_dict(values), None
-        check_process(config)
     dataset = get_dataset(config.dataset)
     if dataset.mixture is None:
         raise UsageError(

@@ -8,15 +8,14 @@ from pathlib import Path
 from diffusion.cli.common import (
     MAX_EVALUATE,
     UsageError,
-    check_process,
     check_writable,
 )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from diffusion.compare import compare_runs
-    from diffusion.config import TrainConfig
     from diffusion.data import get_dataset
+    from diffusion.training.config import TrainConfig
+    from diffusion.workflows.compare import compare_runs
 
     if len(args.run) + len(args.process) < 2:
         raise UsageError("compare needs at least two runs: give --run DIR and/or --process P ...")
@@ -31,10 +30,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         values = {"process": process, "seed": args.seed}
         if args.dataset:
             values["dataset"] = args.dataset
-        if args.steps:
-            values["steps"] = args.steps
+        if args.train_steps:
+            values["train_steps"] = args.train_steps
         config = TrainConfig.from_dict(values)
-        check_process(config)
         if (out / process / "config.json").exists():
             raise UsageError(f"{out / process} already holds a run; pass it with --run instead")
         configs.append(config)

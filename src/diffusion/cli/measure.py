@@ -18,7 +18,7 @@ MAX_DIAGNOSE = 10**5  # points per measurement of `diffusion diagnose`
 
 def cmd_nll(args: argparse.Namespace) -> int:
     from diffusion.data import get_dataset
-    from diffusion.likelihood import ddpm_bound, exact_nll, pf_ode_nll, standard_error
+    from diffusion.measure.likelihood import ddpm_bound, exact_nll, pf_ode_nll, standard_error
     from diffusion.utils import default_device, make_generator
 
     if args.n > MAX_NLL:
@@ -66,8 +66,8 @@ def cmd_nll(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from diffusion.checkpoint import load_model
-    from diffusion.diagnose import diagnose
+    from diffusion.io.runs import load_model
+    from diffusion.workflows.diagnose import diagnose
 
     if args.n > MAX_DIAGNOSE:
         raise UsageError(f"--n must be at most {MAX_DIAGNOSE:_} for diagnose, got {args.n:_}")

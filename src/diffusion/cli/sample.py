@@ -63,8 +63,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from diffusion.data import get_dataset
-    from diffusion.run import evaluate
     from diffusion.utils import default_device
+    from diffusion.workflows.run import evaluate
 
     if args.n is not None and args.n > MAX_EVALUATE:
         raise UsageError(f"--n must be at most {MAX_EVALUATE:_} for evaluate (samples are held "

@@ -40,7 +40,7 @@ class Dataset:
             these are bootstrap resamples of `points` (rows drawn with replacement).
         points: the full (N, d) point cloud of a file-backed set, else None.
         mixture: the exact law of a Gaussian-mixture set (a .json file, `gaussians`,
-            `eight_gaussians`), else None; `diffusion.oracle` turns it into exact scores.
+            `eight_gaussians`), else None; `diffusion.measure.oracle` turns it into exact scores.
     """
 
     name: str

@@ -1,7 +1,7 @@
 """Gaussian mixtures: data sets whose every noised marginal is known in closed form.
 
 A mixture sum_k w_k N(m_k, C_k) stays a mixture under any Gaussian path x_t = alpha x0 +
-sigma noise: component k becomes N(alpha m_k, alpha^2 C_k + sigma^2 I). `diffusion.oracle`
+sigma noise: component k becomes N(alpha m_k, alpha^2 C_k + sigma^2 I). `diffusion.measure.oracle`
 uses that to give exact densities, scores and denoisers; this module holds the mixture itself,
 reads it from a JSON file and draws from it.
 

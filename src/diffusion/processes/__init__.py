@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from diffusion.processes.base import GaussianProcess, SampleResult
+from diffusion.processes.base import GaussianProcess
 from diffusion.processes.ddpm import DDPM, TerminalSignalError
 from diffusion.processes.edm import EDM
 from diffusion.processes.flow import FlowMatching
@@ -33,7 +33,6 @@ __all__ = [
     "FlowMatching",
     "GaussianProcess",
     "PoissonFlow",
-    "SampleResult",
     "SubVP",
     "TerminalSignalError",
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,32 +24,37 @@ from diffusion.processes.coupling import couple
 from diffusion.utils import expand_like
 
 
-@dataclass(frozen=True)
-class SampleResult:
-    """Samples and what they cost."""
-
-    x: torch.Tensor  # (n, ...) samples at t = 0
-    nfe: int  # network evaluations used
-    times: torch.Tensor  # (K+1,) the time grid walked, from 1 down to 0
-
-
 class GaussianProcess(ABC):
     """A forward process with Gaussian marginals x_t = alpha(t) x0 + sigma(t) noise."""
 
-    #: what the network predicts: "eps", "x0", "v", "velocity" or "score" (`diffusion.parametrize`).
-    prediction: str = "eps"
-    #: the sampler `sample` uses when none is named, and its number of steps.
-    default_sampler: str = "ancestral"
+    # What is particular to a process, stated once: `TrainConfig`, the CLI and `sample` all
+    # read these attributes (nothing else branches on a process's name).
+
+    #: what the network predicts unless told: "eps", "x0", "v", "velocity" or "score"
+    #: (`diffusion.parametrize`). v is well conditioned at both ends of every path here.
+    default_prediction: str = "v"
+    #: the sampler `diffusion.samplers.sample` uses when none is named, and its steps.
+    default_sampler: str = "heun"
+    default_sample_steps: int = 50
     #: True when every marginal is Gaussian (samplers that need Gaussian posteriors check it).
     gaussian: bool = True
+    #: False where the SDE drift alpha'/alpha is infinite at t = 1 (flow matching's path).
+    finite_drift: bool = True
     #: how training pairs data with noise (`diffusion.processes.coupling`); anything but
     #: "independent" leaves x_t given x0 non-Gaussian, so only the ODE is learned.
     coupling: str = "independent"
+    #: the couplings this process can train with, the first its default.
+    couplings: tuple[str, ...] = ("independent",)
+    #: the number of discrete steps T of a discrete-time process; None when time is continuous.
+    discrete_steps: int | None = None
     #: scale the network input by c_in = 1 / sqrt(alpha^2 + sigma^2) (False where it is 1).
     scale_input: bool = True
+    #: the `TrainConfig` settings this process takes, each mapped to its constructor argument
+    #: (prediction and coupling besides, which every process takes).
+    settings: dict[str, str] = {}  # noqa: RUF012 (read-only, overridden per class)
 
-    def __init__(self, prediction: str = "eps") -> None:
-        self.prediction = check_target(prediction)
+    def __init__(self, prediction: str | None = None) -> None:
+        self.prediction = check_target(prediction or self.default_prediction)
 
     @abstractmethod
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
@@ -177,14 +181,16 @@ class GaussianProcess(ABC):
         t: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        cond: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Mean squared error on the prediction target (the "simple" loss of Ho et al. 2020, Eq. 14).
 
         Args:
-            model: network called as ``model(x_t, t)`` with t of shape (B,).
+            model: network called as ``model(x_t, t, **cond)`` with t of shape (B,).
             x0: clean data (B, ...).
             t: times (B,); drawn from `sample_time` when None.
             generator: source of the time and noise draws.
+            cond: conditioning passed to the network as keyword arguments (e.g. class labels).
 
         Returns:
             The scalar loss, averaged over the batch and the data dimensions.
@@ -196,7 +202,7 @@ class GaussianProcess(ABC):
         x_t = self.marginal(x0, t, noise)
         coefficients = self.coefficients(t, x0)
         target = target_from(self.prediction, x0, noise, *coefficients)
-        output = model(self.model_input(x_t, t), t.to(x0.dtype))
+        output = model(self.model_input(x_t, t), t.to(x0.dtype), **(cond or {}))
         return self.target_loss(output, target, coefficients[1])
 
     def target_loss(
@@ -208,104 +214,10 @@ class GaussianProcess(ABC):
             return F.mse_loss(sigma * output, sigma * target)
         return F.mse_loss(output, target)
 
-    def denoiser(self, model: torch.nn.Module) -> Denoiser:
-        """The network seen through this process (predictions as x0 and eps)."""
-        return Denoiser(model, self, self.prediction)
-
-    def sample(
-        self,
-        model: torch.nn.Module,
-        shape: tuple[int, ...],
-        **kwargs: object,
-    ) -> SampleResult:
-        """Draw samples from a trained network; see `sample_with` for the arguments."""
-        return self.sample_with(self.denoiser(model), shape, **kwargs)
-
-    def sample_with(
-        self,
-        denoiser,
-        shape: tuple[int, ...],
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        times: torch.Tensor | None = None,
-        grid: str = "uniform",
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        callback: Callable | None = None,
-        **options: object,
-    ) -> SampleResult:
-        """Draw samples of any shape by walking a time grid back from the prior.
-
-        Args:
-            denoiser: called as ``denoiser(x_t, t)`` -> `Prediction`, with ``.process`` and an
-                ``.nfe`` counter: `self.denoiser(model)` for a trained network (in eval
-                mode), or `diffusion.oracle.Oracle.denoiser()` for the exact answer.
-            shape: output shape, e.g. (n, d) for n points in d dimensions.
-            sampler: a name from `diffusion.samplers.SAMPLERS`; the process default when None.
-            steps: number of sampling steps (ignored when `times` is given).
-            times: an explicit decreasing time grid ending at 0 (e.g. a subsequence of steps).
-            grid: how to place `steps` times when `times` is None: uniform, quadratic,
-                karras or logsnr (`diffusion.grids`).
-            generator: source of the prior and sampler noise.
-            device: where to sample.
-            callback: called with a `diffusion.samplers.SamplerStep` after every step.
-            options: sampler options (e.g. ``eta`` for DDIM, ``variance`` for ancestral).
-
-        Returns:
-            A `SampleResult` with the samples, the NFE and the grid used.
-        """
-        from diffusion.grids import make_grid
-        from diffusion.samplers import get_sampler
-
-        name = sampler or self.default_sampler
-        run = get_sampler(name)
-        self.check_sampler(name, options)
-        if times is not None:
-            grid = self.check_grid(times)
-        elif grid == "uniform" or steps is None:
-            grid = self.time_grid(steps)
-        else:
-            grid = make_grid(self, steps, grid)
-        x = self.prior(shape, generator=generator, device=device)
-        start = denoiser.nfe
-        x = run(denoiser, x, grid.to(device), generator=generator, callback=callback, **options)
-        return SampleResult(x=x, nfe=denoiser.nfe - start, times=grid)
-
-    def check_sampler(self, name: str, options: dict | None = None) -> None:
-        """Raise ValueError if sampler `name` (with its noise options) needs what this process
-        does not give: Gaussian marginals, or the score of the path (lost with a coupling)."""
-        from diffusion.samplers import GAUSSIAN_ONLY
-
-        options = options or {}
-        stochastic = name in GAUSSIAN_ONLY or options.get("churn") or options.get("eta")
-        if stochastic and not self.gaussian:
-            raise ValueError(
-                f"{name} (or its noise option) assumes Gaussian marginals, which "
-                f"{type(self).__name__} does not have: use euler, heun, rk45, dpm-solver++ or "
-                "ddim with eta = 0"
-            )
-        if stochastic and self.coupling != "independent":
-            raise ValueError(
-                f"{name} (or its noise option) needs the score of the Gaussian path, which a "
-                f"network trained with coupling {self.coupling!r} does not learn: use euler, "
-                "heun, rk45, dpm-solver++ or ddim with eta = 0"
-            )
-
-    def check_grid(self, times: torch.Tensor) -> torch.Tensor:
-        """Validate a user time grid: 1-D, strictly decreasing, from t = 1 down to t = 0."""
-        times = torch.as_tensor(times, dtype=torch.float64)
-        if times.ndim != 1 or times.numel() < 2:
-            raise ValueError("a time grid needs at least two times, e.g. [1.0, 0.0]")
-        if not bool((times[1:] < times[:-1]).all()):
-            raise ValueError(
-                "a time grid must be strictly decreasing (t = 1 is noise, t = 0 is data)"
-            )
-        if times[0] != 1 or times[-1] != 0:
-            raise ValueError(
-                "a time grid must start at t = 1 (where the prior is) and end at t = 0"
-            )
-        return times
+    def denoiser(self, model: torch.nn.Module, **cond: torch.Tensor) -> Denoiser:
+        """The network seen through this process (predictions as x0 and eps); `cond` is passed
+        to every call of the network."""
+        return Denoiser(model, self, self.prediction, cond)
 
 
 def random_level_times(

@@ -22,9 +22,8 @@ class ContinuousProcess(GaussianProcess):
     #: sigma -> 0 makes eps- and score-type targets ill-posed (Song et al. 2021, App. C).
     t_min: float = 1e-3
     #: sampling steps when none are given.
-    default_steps: int = 100
 
-    def __init__(self, prediction: str = "eps", train_times: str = "uniform") -> None:
+    def __init__(self, prediction: str | None = None, train_times: str = "uniform") -> None:
         super().__init__(prediction)
         self.train_times = check_train_times(train_times)
 
@@ -40,7 +39,7 @@ class ContinuousProcess(GaussianProcess):
 
     def time_grid(self, steps: int | None = None) -> torch.Tensor:
         """`steps` + 1 evenly spaced times from 1 down to 0."""
-        steps = self.default_steps if steps is None else int(steps)
+        steps = self.default_sample_steps if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"sampling steps must be >= 1, got {steps}")
         return torch.linspace(1, 0, steps + 1, dtype=torch.float64)

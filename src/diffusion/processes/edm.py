@@ -26,7 +26,10 @@ class EDM(ContinuousProcess):
     """The EDM noise schedule, training distribution and preconditioning."""
 
     default_sampler = "heun"
-    default_steps = 32  # Karras et al. 2022 use 18 for images; the thin 2D swiss roll needs ~32
+    default_sample_steps = (
+        32  # Karras et al. 2022 use 18 for images; the thin 2D swiss roll needs ~32
+    )
+    settings = {"sigma_min": "sigma_min", "sigma_max": "sigma_max"}  # noqa: RUF012
     sigma_data = 1.0  # data are standardised before training
 
     def __init__(
@@ -36,7 +39,7 @@ class EDM(ContinuousProcess):
         rho: float = 7.0,
         p_mean: float = -1.2,
         p_std: float = 1.2,
-        prediction: str = "v",
+        prediction: str | None = None,
     ) -> None:
         super().__init__(prediction)
         self.train_times = "log-normal"  # EDM's own (sample_time below), not one of TRAIN_TIMES
@@ -70,7 +73,7 @@ class EDM(ContinuousProcess):
     def time_grid(self, steps: int | None = None) -> torch.Tensor:
         """EDM's grid (Karras et al. 2022, Eq. 5): `steps` levels from sigma_max to sigma_min,
         evenly spaced in t, then t = 0 (sigma = 0)."""
-        steps = self.default_steps if steps is None else int(steps)
+        steps = self.default_sample_steps if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"sampling steps must be >= 1, got {steps}")
         if steps == 1:

@@ -25,7 +25,9 @@ from diffusion.processes.sde import VE
 class NCSN(VE):
     """L geometric noise levels, trained level by level, sampled by annealed Langevin."""
 
+    default_prediction = "eps"
     default_sampler = "langevin"
+    settings = {"sigma_min": "sigma_min", "sigma_max": "sigma_max"}  # noqa: RUF012
 
     def __init__(
         self,
@@ -35,13 +37,13 @@ class NCSN(VE):
         sigma_min: float = 0.05,
         sigma_max: float = 10.0,
         levels: int = 10,
-        prediction: str = "eps",
+        prediction: str | None = None,
     ) -> None:
         super().__init__(sigma_min, sigma_max, prediction)
         if not (isinstance(levels, int) and levels >= 2):
             raise ValueError(f"NCSN needs at least 2 noise levels, got {levels}")
         self.levels = levels
-        self.default_steps = levels
+        self.default_sample_steps = levels  # one step per noise level
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t)

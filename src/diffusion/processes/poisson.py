@@ -29,13 +29,14 @@ class PoissonFlow(EDM):
     """PFGM++ with augmentation dimension D, aligned to the EDM sigma schedule."""
 
     gaussian = False
+    settings = {"augment_dim": "augment_dim", "sigma_min": "sigma_min", "sigma_max": "sigma_max"}  # noqa: RUF012
 
     def __init__(
         self,
         augment_dim: int = 128,
         sigma_min: float = 0.002,
         sigma_max: float = 80.0,
-        prediction: str = "v",
+        prediction: str | None = None,
     ) -> None:
         super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, prediction=prediction)
         if not (isinstance(augment_dim, int) and augment_dim >= 1):

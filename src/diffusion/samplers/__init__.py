@@ -1,63 +1,36 @@
-"""Samplers: plain functions with one signature (see `diffusion.samplers.base`)."""
+"""Samplers: plain functions with one signature (see `diffusion.samplers.base`), the time
+grids they walk (`grids`), the ODE solver (`odeint`), and `sample`, which puts a process's
+prior, a grid and a sampler together."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from diffusion.samplers.ancestral import ancestral
 from diffusion.samplers.base import SamplerStep
 from diffusion.samplers.ddim import ddim
 from diffusion.samplers.dpm_solver import dpm_solver_pp
 from diffusion.samplers.ode import euler, heun, rk45
+from diffusion.samplers.registry import (
+    GAUSSIAN_ONLY,
+    NEEDS_DRIFT,
+    SAMPLER_OPTIONS,
+    SAMPLERS,
+    STOCHASTIC,
+    get_sampler,
+)
+from diffusion.samplers.sampling import SampleResult, check_sampler, sample
 from diffusion.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
-
-SAMPLERS: dict[str, Callable] = {
-    "ancestral": ancestral,
-    "ddim": ddim,
-    "euler-maruyama": euler_maruyama,
-    "pc": predictor_corrector,
-    "euler": euler,
-    "heun": heun,
-    "rk45": rk45,
-    "dpm-solver++": dpm_solver_pp,
-    "langevin": annealed_langevin,
-}
-
-#: the options each sampler takes (besides generator and callback).
-SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "ancestral": ("variance",),
-    "ddim": ("eta",),
-    "euler-maruyama": (),
-    "pc": ("snr", "corrector_steps"),
-    "euler": ("variable",),
-    "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
-    "rk45": ("rtol", "atol", "max_step", "max_steps"),
-    "dpm-solver++": (),
-    "langevin": ("step_size", "langevin_steps"),
-}
-
-#: samplers whose steps assume Gaussian marginals (refused for Poisson flow).
-GAUSSIAN_ONLY = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
-
-#: samplers that draw fresh noise (the others are deterministic given the prior draw).
-STOCHASTIC = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
-
-
-def get_sampler(name: str) -> Callable:
-    """The sampler registered as `name`; raises ValueError listing the choices otherwise."""
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
-    return SAMPLERS[name]
-
 
 __all__ = [
     "GAUSSIAN_ONLY",
+    "NEEDS_DRIFT",
     "SAMPLERS",
     "SAMPLER_OPTIONS",
     "STOCHASTIC",
+    "SampleResult",
     "SamplerStep",
     "ancestral",
     "annealed_langevin",
+    "check_sampler",
     "ddim",
     "dpm_solver_pp",
     "euler",
@@ -66,4 +39,5 @@ __all__ = [
     "heun",
     "predictor_corrector",
     "rk45",
+    "sample",
 ]

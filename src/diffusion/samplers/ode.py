@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from diffusion.odeint import dopri5
 from diffusion.samplers.base import Callback, SamplerStep, alpha_at_start, noise_like, walk
+from diffusion.samplers.odeint import dopri5
 
 VARIABLES = ("sigma", "t")
 #: Heun skips its correction on a step that starts above this sigma / alpha (see `heun`).

@@ -1,4 +1,4 @@
-"""Pictures of where a model is wrong (see `diffusion.diagnostics`)."""
+"""Pictures of where a model is wrong (see `diffusion.measure.diagnostics`)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffusion.checkpoint import load_model
-from diffusion.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.run import evaluate, reverse_trajectory, run_training
+from diffusion.io.runs import load_model
+from diffusion.training.config import TrainConfig
 from diffusion.utils import atomic_write_text, default_device, make_generator
 from diffusion.viz.compare import compare_gif, plot_compare
+from diffusion.workflows.run import evaluate, reverse_trajectory, run_training
 
 
 def compare_runs(

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 import diffusion
-from diffusion.config import upgrade_saved_config
-from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
-from diffusion.train import OPTIMIZER_KEYS, TrainingState
+from diffusion.errors import CheckpointError
+from diffusion.io.tensorfile import read_tensor_file, write_tensor_file
+from diffusion.training.config import upgrade_saved_config
+from diffusion.training.state import OPTIMIZER_KEYS, TrainingState
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_KIND = "training-state"

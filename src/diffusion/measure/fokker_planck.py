@@ -7,7 +7,7 @@ A forward SDE dx = f(t) x dt + g(t) dw moves the data density p_0 by the Fokkerâ
 
 with f = alpha'/alpha and g^2 = d sigma^2/dt - 2 f sigma^2 taken from any process with
 Gaussian marginals (`GaussianProcess.drift`, `GaussianProcess.diffusion_squared`). For
-Gaussian-mixture data the answer is known in closed form (`diffusion.oracle`), which makes
+Gaussian-mixture data the answer is known in closed form (`diffusion.measure.oracle`), which makes
 this solver a numerical check of the forward process, and a picture of it.
 
 Method, in two steps (method of lines):
@@ -34,7 +34,7 @@ from typing import Protocol
 import torch
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.oracle import Oracle
+from diffusion.measure.oracle import Oracle
 
 
 class LinearSDE(Protocol):

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from diffusion.odeint import dopri5
 from diffusion.samplers.ode import flow_velocity
+from diffusion.samplers.odeint import dopri5
 
 DIVERGENCES = ("exact", "hutchinson")
 #: sigma / alpha at which the integral starts (standardised units).
@@ -112,7 +112,7 @@ def pf_ode_nll(
     """-log p(x) of data points under a trained (or exact) model, by the probability-flow ODE.
 
     Args:
-        trained: a `TrainedModel` (or `diffusion.oracle.ExactModel`) of a Gaussian-path process.
+        trained: a `TrainedModel` (or `diffusion.measure.oracle.ExactModel`) of a Gaussian-path process.
         x: (n, d) points in data coordinates.
         divergence: "exact" (d backward passes per evaluation) or "hutchinson" (one).
         rtol: relative tolerance of the adaptive solver on x and the log-density (in nats).
@@ -179,7 +179,7 @@ def _integrate(denoiser, z: torch.Tensor, t0: float, probe, rtol: float, atol: f
 
 def exact_nll(mixture, x: torch.Tensor) -> torch.Tensor:
     """(n,) -log p(x) of a `GaussianMixture` in its own coordinates (float64)."""
-    from diffusion.oracle import Oracle
+    from diffusion.measure.oracle import Oracle
 
     x = torch.as_tensor(x, dtype=torch.float64)
     ones = torch.ones(x.shape[0], dtype=torch.float64)

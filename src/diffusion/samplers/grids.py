@@ -50,7 +50,8 @@ def make_grid(
     if steps == 1:  # one step: from the prior straight to the data
         return torch.tensor([1.0, 0.0], dtype=torch.float64)
     # Noise-level grids: between the noise levels of the first and last positive times.
-    t_low = 1.0 / process.steps if hasattr(process, "steps") else max(process.t_min, 1e-3)
+    levels_count = process.discrete_steps
+    t_low = 1.0 / levels_count if levels_count else max(process.t_min, 1e-3)
     ratio_at_one = float(process.sigma_ratio(torch.tensor(1.0, dtype=torch.float64)))
     top = min(ratio_at_one, sigma_max or SIGMA_MAX)
     bottom = max(
@@ -79,11 +80,23 @@ def make_grid(
 
 def _discretise(process, times: torch.Tensor, kind: str) -> torch.Tensor:
     """Round to a discrete process's steps; check the grid stays strictly decreasing."""
-    if hasattr(process, "steps"):
-        times = (times * process.steps).round() / process.steps
+    if process.discrete_steps:
+        times = (times * process.discrete_steps).round() / process.discrete_steps
     if not bool((times[1:] < times[:-1]).all()):
         raise ValueError(
             f"the {kind} grid with {len(times) - 1} steps repeats a time on this process "
             "(too many steps for its resolution); use fewer steps or the uniform grid"
         )
+    return times
+
+
+def check_times(times: torch.Tensor) -> torch.Tensor:
+    """Validate a user time grid: 1-D, strictly decreasing, from t = 1 down to t = 0."""
+    times = torch.as_tensor(times, dtype=torch.float64)
+    if times.ndim != 1 or times.numel() < 2:
+        raise ValueError("a time grid needs at least two times, e.g. [1.0, 0.0]")
+    if not bool((times[1:] < times[:-1]).all()):
+        raise ValueError("a time grid must be strictly decreasing (t = 1 is noise, t = 0 is data)")
+    if times[0] != 1 or times[-1] != 0:
+        raise ValueError("a time grid must start at t = 1 (where the prior is) and end at t = 0")
     return times

@@ -18,7 +18,6 @@ steps and stops training with `NonFiniteLossError` once it reaches `MAX_NONFINIT
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -27,17 +26,23 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from diffusion.batches import EpochBatches
-from diffusion.config import TrainConfig, critical_differences
 from diffusion.data import Dataset, get_dataset
-from diffusion.models import TimeMLP
-from diffusion.normalize import Normalizer
-from diffusion.processes import PROCESSES, GaussianProcess
-from diffusion.tensorfile import CheckpointError
-from diffusion.utils import default_device, make_generator
+from diffusion.data.normalize import Normalizer
+from diffusion.errors import CheckpointError
+from diffusion.processes import GaussianProcess
+from diffusion.samplers import sample
+from diffusion.streams import stream, stream_seed
+from diffusion.training.batches import EpochBatches
+from diffusion.training.build import (
+    build_model,
+    build_process,
+    data_digest,
+    resolve_device,
+    training_points,
+)
+from diffusion.training.config import TrainConfig, critical_differences
+from diffusion.training.state import OPTIMIZER_KEYS, TrainingState, inconsistencies
 
-#: offsets that split one user seed into independent streams.
-SEED_DATA, SEED_MODEL, SEED_TRAIN, SEED_SNAPSHOT, SEED_ORDER = 0, 1, 2, 3, 7
 #: sampling steps for the frames of training.gif (cheap; the final samples use sample_steps).
 SNAPSHOT_STEPS = 50
 #: cheaper sampler settings for the frames (annealed Langevin's 100 steps per level is slow).
@@ -46,8 +51,6 @@ SNAPSHOT_OPTIONS = {"langevin": {"langevin_steps": 20}}
 SYNC_EVERY = 100
 #: this many consecutive non-finite steps stop the run.
 MAX_NONFINITE_STREAK = 10
-#: per-parameter AdamW state, as torch names it.
-OPTIMIZER_KEYS = ("step", "exp_avg", "exp_avg_sq")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,59 +66,6 @@ class NonFiniteLossError(RuntimeError):
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" -> CUDA when present, else CPU."""
-    return default_device() if name == "auto" else torch.device(name)
-
-
-def build_process(config: TrainConfig) -> GaussianProcess:
-    """The forward process named by the config."""
-    if config.process == "ddpm":
-        return PROCESSES["ddpm"](
-            steps=config.diffusion_steps,
-            schedule=config.schedule,
-            beta_start=config.beta_start,
-            beta_end=config.beta_end,
-            zero_terminal_snr=config.zero_terminal_snr,
-            prediction=config.prediction,
-            allow_terminal_signal=config.allow_terminal_signal,
-        )
-    options = {"augment_dim": config.augment_dim} if config.process == "poisson" else {}
-    if config.train_times is not None:
-        options["train_times"] = config.train_times
-    if config.coupling != "independent":
-        options["coupling"] = config.coupling
-    for name in ("sigma_min", "sigma_max"):
-        if getattr(config, name) is not None:
-            options[name] = getattr(config, name)
-    return PROCESSES[config.process](prediction=config.prediction, **options)
-
-
-def build_model(config: TrainConfig, dim: int, seed: int | None = None) -> TimeMLP:
-    """The network, initialised from `seed` without touching the global RNG."""
-    return TimeMLP(
-        dim,
-        width=config.width,
-        depth=config.depth,
-        embedding="sinusoidal",
-        embedding_scale=float(config.diffusion_steps),
-        seed=config.seed * 16 + SEED_MODEL if seed is None else seed,
-    )
-
-
-def training_points(config: TrainConfig, dataset: Dataset) -> torch.Tensor:
-    """The fixed training set: a file's rows, or `n_train` draws from a toy set."""
-    if dataset.points is not None:
-        return dataset.points
-    return dataset.sample(config.n_train, make_generator(config.seed * 16 + SEED_DATA))
-
-
-def data_digest(points: torch.Tensor) -> str:
-    """sha256 of the training points, so a resume can tell that the data changed."""
-    x = points.detach().cpu().to(torch.float32).contiguous()
-    return hashlib.sha256(x.numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()
-
-
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine decay to `min_ratio` at the last step.
 
@@ -125,25 +75,6 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-@dataclass
-class TrainingState:
-    """Everything a run needs to continue exactly where it stopped (all tensors on the CPU)."""
-
-    step: int  # training steps done
-    model: dict[str, torch.Tensor]  # raw weights
-    ema: dict[str, torch.Tensor]  # EMA weights
-    optimizer: list[dict[str, torch.Tensor]]  # AdamW state per parameter (empty before step 1)
-    rng: torch.Tensor  # state of the training generator (times and noise), uint8
-    data_position: int  # training points consumed (see EpochBatches)
-    losses: torch.Tensor  # (step,) loss per step, NaN where a step was skipped
-    snapshots: list[tuple[int, torch.Tensor]]  # frames of training.gif so far
-    skipped: int  # non-finite steps skipped so far
-    seconds: float  # training wall time so far
-    config: dict  # the TrainConfig the state was made with
-    data_sha256: str  # digest of the training points
-    device_type: str  # "cpu" or "cuda": generator states do not move between them
 
 
 @dataclass
@@ -185,12 +116,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
         )
-        self.generator = make_generator(config.seed * 16 + SEED_TRAIN, self.device)
+        self.generator = stream(config.seed, "train", self.device)
         self.batches = EpochBatches(
-            n, config.batch_size, config.seed * 16 + SEED_ORDER, self.device
+            n, config.batch_size, stream_seed(config.seed, "order"), self.device
         )
         self.step = 0
-        self.losses = torch.full((config.steps,), math.nan, device=self.device)
+        self.losses = torch.full((config.train_steps,), math.nan, device=self.device)
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.seconds = 0.0
         self._skipped = torch.zeros((), device=self.device)  # non-finite steps, on the device
@@ -240,10 +171,10 @@ class Trainer:
                 f"cannot resume on {self.device.type}: the checkpoint's random state was made on "
                 f"{state.device_type}; resume with --device {state.device_type}"
             )
-        if state.step > self.config.steps:
+        if state.step > self.config.train_steps:
             raise CheckpointError(
                 f"cannot resume: the checkpoint is at step {state.step}, beyond steps = "
-                f"{self.config.steps}"
+                f"{self.config.train_steps}"
             )
         try:
             self.model.load_state_dict(state.model, strict=True)
@@ -253,39 +184,17 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise CheckpointError(f"checkpoint does not fit this model: {first}") from None
-        self._check_consistent(state)
+        problems = inconsistencies(
+            state, self.config.batch_size, (self.config.snapshot_samples, self.dim)
+        )
+        if problems:
+            raise CheckpointError(f"checkpoint is inconsistent: {problems[0]}")
         self.step = state.step
         self.batches.position = state.data_position
         self.losses[: state.step] = state.losses.to(self.device)
         self.snapshots = [(s, x.clone()) for s, x in state.snapshots]
         self._skipped.fill_(state.skipped)
         self.seconds = state.seconds
-
-    def _check_consistent(self, state: TrainingState) -> None:
-        """Refuse a state whose parts disagree with each other (a damaged or edited file)."""
-        problems = []
-        if state.losses.shape != (state.step,):
-            problems.append(f"{tuple(state.losses.shape)} losses for step {state.step}")
-        if state.data_position != state.step * self.config.batch_size:
-            problems.append(f"data position {state.data_position} at step {state.step}")
-        if not 0 <= state.skipped <= state.step:
-            problems.append(f"{state.skipped} skipped steps of {state.step}")
-        if not (math.isfinite(state.seconds) and state.seconds >= 0):
-            problems.append(f"training time {state.seconds}")
-        updates = state.step - state.skipped
-        for i, entry in enumerate(state.optimizer):
-            if state.step == 0 and entry:
-                problems.append(f"optimizer entry {i} before the first step")
-            elif state.step > 0 and (not entry or entry["step"].item() != updates):
-                problems.append(f"optimizer entry {i} does not record {updates} updates")
-        steps = [s for s, _ in state.snapshots]
-        if steps != sorted(set(steps)) or any(not 1 <= s <= state.step for s in steps):
-            problems.append(f"snapshot steps {steps}")
-        shape = (self.config.snapshot_samples, self.dim)
-        if any(x.shape != shape for _, x in state.snapshots):
-            problems.append(f"snapshots not of shape {shape}")
-        if problems:
-            raise CheckpointError(f"checkpoint is inconsistent: {problems[0]}")
 
     def _load_optimizer(self, entries: list[dict[str, torch.Tensor]]) -> None:
         params = list(self.model.parameters())
@@ -310,9 +219,9 @@ class Trainer:
 
     def snapshot(self) -> torch.Tensor:
         """Samples of the EMA model in data space, drawn from the same prior draw every time."""
-        frame_generator = make_generator(self.config.seed * 16 + SEED_SNAPSHOT, self.device)
-        x = self.process.sample(
-            self.ema,
+        frame_generator = stream(self.config.seed, "snapshot", self.device)
+        x = sample(
+            self.process.denoiser(self.ema),
             (self.config.snapshot_samples, self.dim),
             sampler=self.config.sampler,
             steps=min(self.config.sample_steps, SNAPSHOT_STEPS),
@@ -339,7 +248,7 @@ class Trainer:
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         bad = (~(torch.isfinite(loss) & torch.isfinite(norm))).to(torch.float32)
-        factor = lr_factor(step, config.warmup, config.steps, config.min_lr_ratio)
+        factor = lr_factor(step, config.warmup, config.train_steps, config.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = config.lr * factor
         self.optimizer.found_inf = bad  # the fused kernel leaves everything as is when 1
@@ -368,7 +277,7 @@ class Trainer:
         on_checkpoint: Callable[[Trainer], None] | None = None,
         until: int | None = None,
     ) -> TrainResult:
-        """Train from the current step to `config.steps` (or to step `until`, to stop early
+        """Train from the current step to `config.train_steps` (or to step `until`, to stop early
         as an interrupted run would) and return the result.
 
         `on_checkpoint(trainer)` is called every `config.checkpoint_every` steps and after the
@@ -378,15 +287,15 @@ class Trainer:
         every = config.checkpoint_every
         start = time.perf_counter()
         bar = tqdm(
-            total=config.steps, initial=self.step, desc="training", disable=not progress,
+            total=config.train_steps, initial=self.step, desc="training", disable=not progress,
             dynamic_ncols=True,
         )  # fmt: skip
         self.model.train()
-        stop = config.steps if until is None else min(until, config.steps)
+        stop = config.train_steps if until is None else min(until, config.train_steps)
         try:
             while self.step < stop:
                 self.train_step()
-                step, last = self.step, self.step == config.steps
+                step, last = self.step, self.step == config.train_steps
                 checkpoint = on_checkpoint is not None and (last or (every and step % every == 0))
                 if step % SYNC_EVERY == 0 or last or checkpoint:
                     self.check_finite()

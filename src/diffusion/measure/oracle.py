@@ -24,16 +24,12 @@ zero-variance component): what a network that memorises its data perfectly would
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-from diffusion.checkpoint import TrainedModel
-from diffusion.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
-from diffusion.normalize import Normalizer
 from diffusion.parametrize import Prediction, target_from
 from diffusion.utils import expand_like
 
@@ -213,43 +209,3 @@ class OracleDenoiser:
         self.nfe += 1
         exact = self.oracle.exact(x_t, t)
         return Prediction(x0=exact.x0, eps=exact.eps)
-
-
-@dataclass
-class ExactModel(TrainedModel):
-    """A `TrainedModel` whose network is the exact oracle: sample, evaluate and measure the
-    likelihood of the true data law through the same code as a trained run."""
-
-    oracle: Oracle | None = None
-
-    def denoiser(self, device: torch.device | str = "cpu") -> OracleDenoiser:
-        return self.oracle.denoiser()
-
-
-def exact_model(
-    mixture: GaussianMixture,
-    config: TrainConfig,
-    normalizer: Normalizer | None = None,
-    dtype: torch.dtype = torch.float64,
-    process=None,
-) -> ExactModel:
-    """The exact model of `mixture` under the process of `config`.
-
-    The process sees standardised data, as in training: by `normalizer` when given (a run's,
-    to compare with its network), else by the mixture's own mean and standard deviation.
-    `process` reuses an existing process object (else one is built from `config`).
-    """
-    from diffusion.train import build_process
-
-    config.validate()  # fills the process's defaults (prediction, sampler, steps)
-    if normalizer is None:
-        normalizer = Normalizer(shift=mixture.mean().float(), scale=mixture.std().float())
-    if process is None:
-        # The exact field is the Gaussian path's, that of independent pairs: a coupling
-        # changes what a network learns, not what the oracle knows.
-        process = build_process(dataclasses.replace(config, coupling="independent"))
-    oracle = Oracle(mixture.affine(normalizer.shift, normalizer.scale), process, dtype)
-    return ExactModel(
-        config=config, process=process, model=torch.nn.Identity(), normalizer=normalizer,
-        dim=mixture.dim, oracle=oracle,
-    )  # fmt: skip

@@ -1,7 +1,7 @@
 """Where is a trained model wrong? Measurements against an exact reference.
 
 The reference is the exact oracle of the data law when the data set is a Gaussian mixture
-(`diffusion.oracle`), else the exact oracle of the training set's empirical law (every
+(`diffusion.measure.oracle`), else the exact oracle of the training set's empirical law (every
 training point a zero-variance component: the denoiser of a model that memorises). All
 functions work in the process's (standardised) coordinates unless they say otherwise.
 
@@ -28,26 +28,9 @@ from dataclasses import dataclass, field
 import torch
 
 from diffusion.data import Dataset, GaussianMixture
-from diffusion.likelihood import pf_ode_nll, prior_log_prob, standard_error
-from diffusion.oracle import ExactModel, exact_model
+from diffusion.measure.likelihood import pf_ode_nll, prior_log_prob, standard_error
+from diffusion.streams import stream
 from diffusion.utils import make_generator
-
-
-def reference(trained, dataset: Dataset, training_points: torch.Tensor) -> tuple[ExactModel, str]:
-    """The exact model to compare `trained` with, in the run's coordinates, and its name."""
-    if dataset.mixture is None:
-        return memoriser(trained, training_points), "exact (training set)"
-    return _exact_in_run(trained, dataset.mixture), "exact (mixture)"
-
-
-def memoriser(trained, training_points: torch.Tensor) -> ExactModel:
-    """The empirical optimal denoiser of the training set, with the run's process and
-    coordinates: a model that has memorised its data perfectly."""
-    return _exact_in_run(trained, GaussianMixture.points(training_points))
-
-
-def _exact_in_run(trained, mixture: GaussianMixture) -> ExactModel:
-    return exact_model(mixture, trained.config, trained.normalizer, process=trained.process)
 
 
 @dataclass(frozen=True)
@@ -62,9 +45,7 @@ class TimeErrors:
 
 
 @torch.no_grad()
-def error_by_time(
-    trained, exact: ExactModel, x0: torch.Tensor, *, bins: int = 24, seed: int = 0
-) -> TimeErrors:
+def error_by_time(trained, exact, x0: torch.Tensor, *, bins: int = 24, seed: int = 0) -> TimeErrors:
     """Loss and noise-prediction error per time bin, on data x0 (n, d) in data coordinates.
 
     Each bin draws one time per point uniformly inside the bin and fresh noise.
@@ -115,20 +96,20 @@ class NFECurve:
 
 
 def nfe_curve(
-    trained, exact: ExactModel, dataset: Dataset, *, steps: list[int], n: int = 4000,
+    trained, exact, dataset: Dataset, *, steps: list[int], n: int = 4000,
     seed: int = 1, sampler: str | None = None, grid: str | None = None,
 ) -> NFECurve:  # fmt: skip
     """Quality against NFE with the run's sampler, for the model and the reference: the SW
     ratio of `compare_to_data`, against one set of data draws and one floor for all."""
-    from diffusion.metrics import SlicedWassersteinRatio
+    from diffusion.measure.metrics import SlicedWassersteinRatio
 
     sampler = sampler or trained.config.sampler
     grid = grid or trained.config.sample_grid
-    score = SlicedWassersteinRatio(dataset.sample, n, make_generator(seed * 16 + 6))
+    score = SlicedWassersteinRatio(dataset.sample, n, stream(seed, "metrics"))
     rows: dict[str, list] = {"steps": [], "nfe": [], "model": [], "reference": []}
     for k in steps:
         for key, model in (("model", trained), ("reference", exact)):
-            generator = make_generator(seed * 16 + 4)  # the same prior draw for both
+            generator = stream(seed, "eval")  # the same prior draw for both
             result = model.sample(n, sampler=sampler, steps=k, grid=grid, generator=generator)
             rows[key].append(score(result.x.cpu()))
         rows["steps"].append(k)
@@ -146,7 +127,7 @@ class PriorMismatch:
     n: int
 
 
-def prior_mismatch(exact: ExactModel, *, n: int = 100_000, seed: int = 0) -> PriorMismatch:
+def prior_mismatch(exact, *, n: int = 100_000, seed: int = 0) -> PriorMismatch:
     """How far the terminal marginal q_1 is from the prior N(0, sigma(1)^2 I)."""
     process, mixture = exact.process, exact.oracle.mixture
     generator = make_generator(seed)
@@ -206,7 +187,7 @@ def density_grid(
     trained, mixture: GaussianMixture | None, limits, *, size: int = 40, rtol: float = 1e-4
 ) -> DensityGrid:
     """The model's density exp(-nll) over a size x size grid, beside the mixture's."""
-    from diffusion.likelihood import exact_nll
+    from diffusion.measure.likelihood import exact_nll
 
     (x_lo, x_hi), (y_lo, y_hi) = limits
     xs = torch.linspace(x_lo, x_hi, size, dtype=torch.float64)
@@ -232,7 +213,7 @@ class FieldFrame:
 
 
 @torch.no_grad()
-def field_frames(trained, exact: ExactModel, limits, *, noise_levels: list[float], size: int = 17):
+def field_frames(trained, exact, limits, *, noise_levels: list[float], size: int = 17):
     """The score grad log p_t (data coordinates) of model and reference over a grid, at the
     times where sigma / alpha takes each of `noise_levels`. The score is read from the
     prediction as (alpha x0_hat - x) / sigma^2, the direction that denoises."""

@@ -23,11 +23,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from diffusion.errors import CheckpointError
 from diffusion.utils import atomic_write
 
-
-class CheckpointError(ValueError):
-    """A file or run directory that cannot be loaded (the message says why, in one line)."""
+__all__ = ["CheckpointError", "read_tensor_file", "write_tensor_file"]
 
 
 def digest(tensors: dict[str, torch.Tensor], meta_json: str) -> str:

@@ -1,4 +1,4 @@
-"""`diffusion diagnose`: every diagnostic of `diffusion.diagnostics` for one run, as files.
+"""`diffusion diagnose`: every diagnostic of `diffusion.measure.diagnostics` for one run, as files.
 
 Writes into OUT (default RUN/diagnostics): error_by_time.png, nfe_curve.png,
 memorisation.png, density.png and field.gif (2-D data only), and diagnostics.json with the
@@ -16,12 +16,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from diffusion import diagnostics as dg
 from diffusion.data import get_dataset
-from diffusion.train import training_points
-from diffusion.utils import atomic_write_text, make_generator
+from diffusion.measure import diagnostics as dg
+from diffusion.streams import stream
+from diffusion.training.build import training_points
+from diffusion.utils import atomic_write_text
 from diffusion.viz import diagnostics as plots
 from diffusion.viz.plots import compute_limits
+from diffusion.workflows.exact import memoriser, reference
 
 #: Training points kept for the training-set reference and the memoriser (a random subset
 #: beyond this): each query of an empirical oracle costs one term per point.
@@ -39,10 +41,10 @@ def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool
     dataset = get_dataset(config.dataset)
     train = training_points(config, dataset)
     if train.shape[0] > REFERENCE_POINTS:  # the empirical oracle costs O(points) per query
-        keep = torch.randperm(train.shape[0], generator=make_generator(seed * 16 + 14))
+        keep = torch.randperm(train.shape[0], generator=stream(seed, "diagnose.subset"))
         train = train[keep[:REFERENCE_POINTS]]
-    exact, name = dg.reference(trained, dataset, train)
-    fresh = dataset.sample(n, make_generator(seed * 16 + 11))
+    exact, name = reference(trained, dataset, train)
+    fresh = dataset.sample(n, stream(seed, "diagnose.fresh"))
     report: dict = {"run_dataset": config.dataset, "process": config.process, "reference": name}
     steps = [k for k in CURVE_STEPS if config.process != "ddpm" or k <= config.diffusion_steps]
     tasks = ["error by time", "quality vs NFE", "prior mismatch", "memorisation"]
@@ -64,10 +66,10 @@ def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool
         elif task == "prior mismatch":
             report["prior_mismatch"] = dg.prior_mismatch(exact, n=n, seed=seed).__dict__
         elif task == "memorisation":
-            samples = trained.sample(n, generator=make_generator(seed * 16 + 12)).x.cpu()
+            samples = trained.sample(n, generator=stream(seed, "diagnose.samples")).x.cpu()
             memo = dg.memorisation(samples, fresh, train)
-            copier = dg.memoriser(trained, train)  # the training set's own exact score
-            copied = copier.sample(min(n, 2000), generator=make_generator(seed * 16 + 13))
+            copier = memoriser(trained, train)  # the training set's own exact score
+            copied = copier.sample(min(n, 2000), generator=stream(seed, "diagnose.memoriser"))
             copies = dg.nearest_distances(copied.x.cpu(), train)
             plots.plot_memorisation(memo, out / "memorisation.png", copy_distances=copies)
             report["memorisation"] = {

@@ -10,17 +10,15 @@ the data normaliser, checksummed; see `tensorfile`). Training checkpoints live i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 import diffusion
-from diffusion.config import TrainConfig, to_toml, upgrade_saved_config
-from diffusion.normalize import Normalizer
-from diffusion.processes import GaussianProcess, SampleResult
-from diffusion.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
-from diffusion.train import TrainResult, build_model, build_process
+from diffusion.data.normalize import Normalizer
+from diffusion.errors import CheckpointError
+from diffusion.io.tensorfile import read_tensor_file, write_tensor_file
+from diffusion.training.build import build_model, build_process
+from diffusion.training.config import TrainConfig, to_toml, upgrade_saved_config
+from diffusion.training.trained import TrainedModel
 from diffusion.utils import atomic_write_text
 
 __all__ = ["CheckpointError", "TrainedModel", "load_model", "read_run_config", "save_model"]
@@ -30,56 +28,6 @@ CONFIG = "config.json"
 CONFIG_TOML = "config.toml"
 MODEL_KIND = "model"
 FORMAT_VERSION = 2  # 2: checksummed model file, config.json written when training starts
-
-
-@dataclass
-class TrainedModel:
-    """A model ready to sample: process, EMA network and the data normaliser."""
-
-    config: TrainConfig
-    process: GaussianProcess
-    model: torch.nn.Module
-    normalizer: Normalizer
-    dim: int
-
-    @classmethod
-    def from_result(cls, result: TrainResult) -> TrainedModel:
-        """The EMA network of a finished training run, ready to sample."""
-        return cls(
-            config=result.config, process=result.process, model=result.ema,
-            normalizer=result.normalizer, dim=result.data.shape[1],
-        )  # fmt: skip
-
-    def denoiser(self, device: torch.device | str = "cpu"):
-        """The network on `device`, in eval mode, seen through the process."""
-        return self.process.denoiser(self.model.to(device).eval())
-
-    def sample(
-        self,
-        n: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        grid: str | None = None,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        callback=None,
-        **options: object,
-    ) -> SampleResult:
-        """n samples in data space (the callback still sees the normalised state)."""
-        result = self.process.sample_with(
-            self.denoiser(device),
-            (n, self.dim),
-            sampler=sampler or self.config.sampler,
-            steps=steps or self.config.sample_steps,
-            grid=grid or self.config.sample_grid,
-            generator=generator,
-            device=device,
-            callback=callback,
-            **options,
-        )
-        x = self.normalizer.denormalize(result.x)
-        return SampleResult(x=x, nfe=result.nfe, times=result.times)
 
 
 def write_run_config(run_dir: str | Path, config: TrainConfig, dim: int) -> None:

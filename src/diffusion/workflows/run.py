@@ -26,18 +26,20 @@ from pathlib import Path
 
 import torch
 
-from diffusion.checkpoint import TrainedModel, save_model, write_run_config
-from diffusion.config import TrainConfig
 from diffusion.data import Dataset
-from diffusion.metrics import MetricsReport, compare_to_data
-from diffusion.resume import latest_checkpoint, save_checkpoint
+from diffusion.io.checkpoints import latest_checkpoint, save_checkpoint
+from diffusion.io.runs import save_model, write_run_config
+from diffusion.measure.metrics import MetricsReport, compare_to_data
 from diffusion.samplers import SamplerStep
-from diffusion.train import NonFiniteLossError, Trainer, TrainingState, TrainResult
-from diffusion.utils import atomic_write_text, make_generator
+from diffusion.streams import stream
+from diffusion.training.config import TrainConfig
+from diffusion.training.loop import NonFiniteLossError, Trainer, TrainResult
+from diffusion.training.state import TrainingState
+from diffusion.training.trained import TrainedModel
+from diffusion.utils import atomic_write_text
 from diffusion.viz.gif import reverse_gif, training_gif
 from diffusion.viz.plots import compute_limits, plot_loss, plot_samples
 
-SEED_EVAL, SEED_REVERSE, SEED_METRICS = 4, 5, 6
 REVERSE_POINTS = 2000  # particles in reverse.gif
 REVERSE_FRAMES = 40  # frames in reverse.gif, spread over the sampling steps
 
@@ -82,13 +84,13 @@ def evaluate(
         sampler=sampler,
         steps=steps,
         grid=grid,
-        generator=make_generator(seed * 16 + SEED_EVAL, device),
+        generator=stream(seed, "eval", device),
         device=device,
         **options,
     )
     seconds = time.perf_counter() - start
     samples = result.x.cpu()
-    report = compare_to_data(samples, dataset.sample, make_generator(seed * 16 + SEED_METRICS))
+    report = compare_to_data(samples, dataset.sample, stream(seed, "metrics"))
     return EvalResult(samples=samples, metrics=report, nfe=result.nfe, seconds=seconds)
 
 
@@ -102,10 +104,10 @@ def reverse_trajectory(trained: TrainedModel, *, seed: int, device: torch.device
         if step.index in keep:
             frames.append((step.s, trained.normalizer.denormalize(step.x).cpu()))
 
-    generator = make_generator(seed * 16 + SEED_REVERSE, device)
+    generator = stream(seed, "reverse", device)
     x1 = trained.process.prior((REVERSE_POINTS, trained.dim), generator=generator, device=device)
     frames.append((1.0, trained.normalizer.denormalize(x1).cpu()))
-    generator = make_generator(seed * 16 + SEED_REVERSE, device)  # replay: the same prior draw
+    generator = stream(seed, "reverse", device)  # replay: the same prior draw
     trained.sample(REVERSE_POINTS, generator=generator, device=device, callback=record)
     return frames
 

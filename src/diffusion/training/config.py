@@ -1,0 +1,482 @@
+"""Typed training configuration: every setting stated once, checked on construction.
+
+Each field of `TrainConfig` carries its help text, bounds and choices (`setting`); the
+command line (`diffusion train --help`), the TOML/JSON keys of `--config` and the checks in
+`TrainConfig.validate` are all generated from them. What is particular to a process (its
+prediction target, sampler, steps, coupling, which settings it takes) is read from the
+process class (`diffusion.processes`), never written here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffusion.errors import ConfigError
+from diffusion.parametrize import TARGETS
+from diffusion.processes import PROCESSES
+from diffusion.processes.coupling import COUPLINGS
+from diffusion.processes.schedules import BETA_SCHEDULES
+from diffusion.processes.times import TRAIN_TIMES
+from diffusion.samplers import GAUSSIAN_ONLY, SAMPLERS, check_sampler
+from diffusion.samplers.grids import GRIDS
+
+MAX_SEED = 2**32 - 1  # seeds are split into named streams (diffusion.streams)
+#: the largest batch paired by optimal transport: its n x n plan (and the cumulative sums
+#: drawn from it) take 2 * 4 n^2 bytes, 512 MiB here.
+MAX_OT_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one config field means and accepts (the field's metadata)."""
+
+    help: str
+    group: str  # the heading it is listed under in --help
+    low: float | None = None  # smallest value allowed
+    high: float | None = None  # largest value allowed (keeps a typo from eating the machine)
+    open_low: bool = False  # the value must be above `low`, not equal to it
+    open_high: bool = False  # the value must be below `high`
+    choices: tuple[str, ...] | None = None
+    unset: str = ""  # what None means, for --help
+
+
+def setting(default: object, help: str, group: str, **meta: Any) -> Any:
+    """A dataclass field with a default and its `Setting`."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, group, **meta)})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run, checked when it is made (`ConfigError`).
+
+    The defaults train flow matching on the swiss roll in about 20 s on 2 CPU cores; they were
+    chosen by the sweeps in `benchmarks/perf.py` (see docs/performance.md). Settings left as
+    None take the process's own default (`diffusion.processes`).
+    """
+
+    # Data.
+    dataset: str = setting(
+        "swissroll", "a toy set name, or a .npy/.csv point cloud or .json mixture file", "data"
+    )
+    n_train: int = setting(
+        100_000, "points drawn once from a toy set to train on (files use all rows)", "data",
+        low=1, high=10**7,
+    )  # fmt: skip
+    # The forward process. Flow matching reached a given quality fastest of the families on the
+    # toy sets, and DPM-Solver++ at 10 steps stays close to its 23-evaluation Heun samples.
+    process: str = setting("flow", "the forward process", "process", choices=tuple(PROCESSES))
+    # T also scales the network's sinusoidal time embedding, for every process.
+    diffusion_steps: int = setting(
+        1000, "T, the number of discrete DDPM steps", "process", low=1, high=10**6
+    )
+    # Cosine betas with v prediction: well conditioned at both ends of the schedule. (eps
+    # prediction must divide by alpha(t) ~ 5e-5 at the end of the cosine schedule.)
+    schedule: str = setting(
+        "cosine", "the DDPM beta schedule", "process", choices=tuple(sorted(BETA_SCHEDULES))
+    )
+    beta_start: float | None = setting(
+        None, "first beta of the linear, sigmoid and quadratic schedules", "process",
+        low=0, high=1, open_low=True, open_high=True, unset="1e-4 scaled by 1000/T",
+    )  # fmt: skip
+    beta_end: float | None = setting(
+        None, "last beta of the linear, sigmoid and quadratic schedules", "process",
+        low=0, high=1, open_low=True, open_high=True, unset="0.02 scaled by 1000/T",
+    )  # fmt: skip
+    zero_terminal_snr: bool = setting(
+        False, "rescale the betas so alpha_bar_T = 0 (Lin et al. 2024)", "process"
+    )
+    allow_terminal_signal: bool = setting(
+        False, "accept a schedule that leaves signal at t = 1", "process"
+    )
+    prediction: str | None = setting(
+        None, "what the network predicts", "process", choices=tuple(TARGETS),
+        unset="the process's (velocity for flow, eps for ncsn, else v)",
+    )  # fmt: skip
+    sigma_min: float | None = setting(
+        None, "the lowest noise level", "process", low=0, high=1e6, open_low=True,
+        unset="the process's",
+    )  # fmt: skip
+    sigma_max: float | None = setting(
+        None, "the highest noise level", "process", low=0, high=1e6, open_low=True,
+        unset="the process's",
+    )  # fmt: skip
+    augment_dim: int = setting(
+        128, "PFGM++'s augmentation dimension D (large D approaches EDM)", "process",
+        low=1, high=10**6,
+    )  # fmt: skip
+    # On the swiss roll neither low-noise nor logit-normal beat uniform (docs/performance.md).
+    train_times: str | None = setting(
+        None, "the distribution of training times", "process", choices=tuple(TRAIN_TIMES),
+        unset="uniform",
+    )  # fmt: skip
+    # ot (minibatch optimal transport) straightens flow matching's learned ODE.
+    coupling: str | None = setting(
+        None, "how each batch's data are paired with noise", "process", choices=COUPLINGS,
+        unset="the process's first (ot for flow, unless the sampler needs the score)",
+    )  # fmt: skip
+    # The network: a residual MLP with a sinusoidal time embedding.
+    width: int = setting(  # 96 reached a median SW ratio of 1.05 where 64 reached 1.09
+        96, "hidden width of the network", "network and optimisation", low=1, high=2**16
+    )
+    depth: int = setting(  # six blocks of width 64 were no better over 20 seeds, and slower
+        3, "residual blocks of the network", "network and optimisation", low=1, high=1000
+    )
+    # Optimisation. 512 x 2000 steps beat 256 x 4000 and 1024 x 1500 at equal time.
+    train_steps: int = setting(
+        2000, "optimisation steps", "network and optimisation", low=1, high=10**8
+    )
+    batch_size: int = setting(
+        512, "training points per step", "network and optimisation", low=1, high=10**7
+    )
+    lr: float = setting(
+        3e-3, "peak AdamW learning rate", "network and optimisation", low=0, open_low=True
+    )
+    warmup: int = setting(
+        100, "steps of linear warmup (then cosine decay)", "network and optimisation",
+        low=0, high=10**8,
+    )  # fmt: skip
+    min_lr_ratio: float = setting(
+        0.05, "the cosine decay ends at lr * min_lr_ratio", "network and optimisation",
+        low=0, high=1, open_high=True,
+    )  # fmt: skip
+    weight_decay: float = setting(0.0, "AdamW weight decay", "network and optimisation", low=0)
+    grad_clip: float = setting(
+        1.0, "largest gradient norm", "network and optimisation", low=0, open_low=True
+    )
+    ema_decay: float = setting(
+        0.999, "EMA of the weights, used for every sample drawn", "network and optimisation",
+        low=0, high=1, open_high=True,
+    )  # fmt: skip
+    seed: int = setting(0, "seed of every random stream of the run", "network and optimisation",
+                        low=0, high=MAX_SEED)  # fmt: skip
+    device: str = setting("auto", "auto (CUDA when present), cpu or cuda[:N]",
+                          "network and optimisation")  # fmt: skip
+    # Sampling during and after training.
+    sampler: str | None = setting(
+        None, "the sampler", "sampling, pictures and checkpoints", choices=tuple(SAMPLERS),
+        unset="the process's",
+    )  # fmt: skip
+    sample_steps: int | None = setting(
+        None, "sampling steps", "sampling, pictures and checkpoints", low=1, high=10**6,
+        unset="the process's",
+    )  # fmt: skip
+    sample_grid: str = setting(
+        "uniform", "the time grid sampling walks", "sampling, pictures and checkpoints",
+        choices=GRIDS,
+    )  # fmt: skip
+    snapshot_every: int = setting(
+        100, "training steps between frames of training.gif",
+        "sampling, pictures and checkpoints", low=1, high=10**8,
+    )  # fmt: skip
+    snapshot_samples: int = setting(
+        2000, "points per frame of training.gif", "sampling, pictures and checkpoints",
+        low=1, high=10**5,
+    )  # fmt: skip
+    eval_samples: int = setting(
+        10_000, "points sampled for the final metrics (evaluate --n for more)",
+        "sampling, pictures and checkpoints", low=1, high=10**6,
+    )  # fmt: skip
+    # The complete training state is saved every this many steps (and after the last), so
+    # `diffusion train --resume` can continue bit for bit.
+    checkpoint_every: int = setting(
+        1000, "steps between checkpoints (0: none)", "sampling, pictures and checkpoints",
+        low=0, high=10**8,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping (hyphens in keys read as underscores); unknown keys are errors."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a table of settings, got {type(values).__name__}")
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], SETTINGS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {unknown[0]!r}{hint}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first bad field; fill the settings left as None from
+        the process's defaults; return self.
+
+        Checks, in order: each field's type (no NaN or inf), its range and choices, the
+        settings the process does not take, then the process and sampler themselves.
+        """
+        for name, (kind, optional) in FIELD_KINDS.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if not _is_kind(value, kind):
+                raise ConfigError(f"{name} must be {KIND_NAMES[kind]}, got {_short(value)}")
+            if kind == "float":
+                setattr(self, name, float(value))
+            check_setting(name, value)
+        self._check_process_settings()
+        self._resolve_process_defaults()
+        self._check_combinations()
+        return self
+
+    def _check_process_settings(self) -> None:
+        """Refuse a setting the process does not take, naming the processes that do."""
+        cls = PROCESSES[self.process]
+        for name, takers in PROCESS_SETTINGS.items():
+            if name not in cls.settings and getattr(self, name) != DEFAULTS[name]:
+                raise ConfigError(
+                    f"{name} applies to the {' and '.join(takers)} process"
+                    f"{'es' if len(takers) > 1 else ''} only, not {self.process}"
+                )
+
+    def _resolve_process_defaults(self) -> None:
+        """Fill prediction, sampler, coupling, train_times and sample_steps left as None from
+        the process class, then build the process once so its own checks run now."""
+        cls = PROCESSES[self.process]
+        self.prediction = self.prediction or cls.default_prediction
+        self.sampler = self.sampler or cls.default_sampler
+        if self.coupling is None:
+            # The process's first coupling, unless the sampler asked for needs the score of
+            # the Gaussian path, which only independent pairs train.
+            needs_score = self.sampler in GAUSSIAN_ONLY
+            self.coupling = "independent" if needs_score else cls.couplings[0]
+        if self.coupling not in cls.couplings:
+            takers = [n for n, c in PROCESSES.items() if self.coupling in c.couplings]
+            raise ConfigError(
+                f"coupling {self.coupling!r} applies to the {' and '.join(takers)} process "
+                f"only, not {self.process} (the other families train with independent noise)"
+            )
+        if self.train_times is None and "train_times" in cls.settings:
+            self.train_times = "uniform"
+        from diffusion.training.build import build_process  # build reads this module
+
+        try:
+            process = build_process(self)
+        except ValueError as exc:
+            raise ConfigError(f"{self.process}: {exc}") from None
+        if self.sample_steps is None:
+            self.sample_steps = process.default_sample_steps
+        try:
+            check_sampler(process, self.sampler)
+        except ValueError as exc:
+            raise ConfigError(f"sampler {self.sampler!r}: {exc}") from None
+        if process.discrete_steps and self.sample_steps > process.discrete_steps:
+            raise ConfigError(
+                f"sample_steps ({self.sample_steps}) cannot exceed the process's "
+                f"{process.discrete_steps} steps (diffusion_steps)"
+            )
+
+    def _check_combinations(self) -> None:
+        if self.schedule == "cosine":
+            for name in ("beta_start", "beta_end"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"{name} applies to the linear, sigmoid and quadratic schedules; "
+                        "the cosine schedule has no beta endpoints"
+                    )
+        for low, high in (("beta_start", "beta_end"), ("sigma_min", "sigma_max")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a >= b:
+                raise ConfigError(f"{low} ({a}) must be below {high} ({b})")
+        if self.coupling == "ot" and self.batch_size > MAX_OT_BATCH:
+            raise ConfigError(
+                f"batch_size must be at most {MAX_OT_BATCH:_} with coupling {self.coupling!r} "
+                f"(its plan is batch_size x batch_size), got {self.batch_size:_}"
+            )
+        if self.device not in ("auto", "cpu") and re.fullmatch(r"cuda(:\d+)?", self.device) is None:
+            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device is {self.device!r} but CUDA is not available here")
+
+
+def _annotation_kind(annotation: str) -> tuple[str, bool]:
+    """("int" | "float" | "str" | "bool", optional) from a field annotation such as "int | None"."""
+    parts = [p.strip() for p in annotation.split("|")]
+    optional = "None" in parts
+    (kind,) = [p for p in parts if p != "None"]
+    return kind, optional
+
+
+#: every setting's `Setting`, in the order of the fields.
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(TrainConfig)}
+#: every setting's default.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)}
+#: each field's kind and whether None is allowed, read from the annotations above.
+FIELD_KINDS: dict[str, tuple[str, bool]] = {
+    f.name: _annotation_kind(str(f.type)) for f in fields(TrainConfig)
+}
+KIND_NAMES = {
+    "int": "an integer",
+    "float": "a finite number",
+    "str": "a string",
+    "bool": "true or false",
+}
+#: the settings only some processes take (diffusion_steps aside: it also scales the network's
+#: time embedding), each with the processes that take it.
+PROCESS_SETTINGS: dict[str, list[str]] = {
+    name: [p for p, cls in PROCESSES.items() if name in cls.settings]
+    for name in SETTINGS
+    if name != "diffusion_steps" and any(name in cls.settings for cls in PROCESSES.values())
+}
+
+
+def describe_range(meta: Setting) -> str:
+    """The allowed range in words, e.g. "in [0, 1)" or "at least 1" ("" when unbounded)."""
+    low, high = meta.low, meta.high
+    if low is not None and high is not None:
+        return f"in {'(' if meta.open_low else '['}{_num(low)}, {_num(high)}{')' if meta.open_high else ']'}"
+    if low is not None:
+        return f"{'above' if meta.open_low else 'at least'} {_num(low)}"
+    if high is not None:
+        return f"{'below' if meta.open_high else 'at most'} {_num(high)}"
+    return ""
+
+
+def check_setting(name: str, value: object) -> None:
+    """Raise ConfigError if `value` is outside setting `name`'s range or choices."""
+    meta = SETTINGS[name]
+    if meta.choices is not None and value not in meta.choices:
+        raise ConfigError(f"{name} must be one of {', '.join(meta.choices)}, got {_short(value)}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    too_low = meta.low is not None and (value <= meta.low if meta.open_low else value < meta.low)
+    too_high = meta.high is not None and (
+        value >= meta.high if meta.open_high else value > meta.high
+    )
+    if too_low or too_high:
+        raise ConfigError(f"{name} must be {describe_range(meta)}, got {_num(value)}")
+
+
+def _num(value: float) -> str:
+    """A number as a person writes it: 100_000 as 100_000, 1e-3 as 0.001."""
+    if isinstance(value, int) or (
+        isinstance(value, float) and value.is_integer() and abs(value) < 1e16
+    ):
+        return f"{int(value):_}"
+    return f"{value:g}"
+
+
+def _short(value: object) -> str:
+    """repr(value), cut to a readable length (a 5,000-digit number stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+#: settings that may change when a run is resumed; every other one must stay as it was.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "train_steps", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema_decay",
+        "sampler", "sample_steps", "sample_grid", "snapshot_every", "eval_samples",
+        "checkpoint_every",
+        "device", "allow_terminal_signal",
+    }
+)  # fmt: skip
+
+
+def upgrade_saved_config(values: object) -> object:
+    """A config saved before a setting existed, given that setting as the run was trained.
+
+    Runs saved before train_times existed drew uniform times, runs saved before coupling
+    existed drew independent noise, and `steps` is now `train_steps`, so a checkpoint of one
+    still matches its config on resume.
+    Anything that is not a table is returned as it is (`from_dict` reports it).
+    """
+    if not isinstance(values, dict):
+        return values
+    values = dict(values)
+    if "train_times" not in values:
+        process = PROCESSES.get(values.get("process", "flow"))
+        uniform = process is not None and "train_times" in process.settings
+        values["train_times"] = "uniform" if uniform else None
+    values.setdefault("coupling", "independent")
+    if "steps" in values and "train_steps" not in values:  # renamed in 0.2
+        values["train_steps"] = values.pop("steps")
+    return values
+
+
+def critical_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Why a run made with config `old` cannot continue under `new` (empty: it can)."""
+    problems = []
+    for name in SETTINGS:
+        if name not in RESUMABLE_CHANGES and old.get(name) != new.get(name):
+            problems.append(
+                f"{name} differs (the run has {old.get(name)!r}, now {new.get(name)!r}); "
+                f"{name} cannot change when resuming: start a new run instead"
+            )
+    return problems
+
+
+def resumable_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The allowed settings that differ, as "name: old -> new"."""
+    return [
+        f"{name}: {old.get(name)!r} -> {new.get(name)!r}"
+        for name in sorted(RESUMABLE_CHANGES)
+        if old.get(name) != new.get(name)
+    ]
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a .toml or .json file (flat keys mirroring the options); ConfigError if bad."""
+    path = Path(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(f"config file must be .toml or .json, got {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a table of settings")
+    for key, value in values.items():
+        if isinstance(value, dict | list):
+            raise ConfigError(f"config file {path}: {key!r} must be a single value, not a table")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The config as a flat TOML file that `--config` reads back (None values are left out)."""
+    lines = ["# diffusion train --config this-file (options given on the command line win)"]
+    for name, value in config.to_dict().items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = json.dumps(value)  # a JSON string is a valid TOML basic string
+        else:
+            text = repr(value)
+        lines.append(f"{name} = {text}")
+    return "\n".join(lines) + "\n"
