@@ -20,13 +20,13 @@ import time
 
 import torch
 
-from diffusion.io.runs import TrainedModel
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.measure.metrics import compare_to_data
-from diffusion.workflows.run import evaluate
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import train
+from diffusion.training.trained import TrainedModel
 from diffusion.utils import make_generator
+from diffusion.workflows.run import evaluate
 
 RATIOS = ("sliced_wasserstein", "mmd", "energy")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from diffusion.io.runs import TrainedModel
-from diffusion.training.config import TrainConfig
 from diffusion.processes import PROCESSES
-from diffusion.workflows.run import evaluate
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import train
+from diffusion.training.trained import TrainedModel
+from diffusion.workflows.run import evaluate
 
 
 def main() -> int:

@@ -38,12 +38,12 @@ from diffusion.io.checkpoints import list_checkpoints
 from diffusion.io.tensorfile import CheckpointError, read_tensor_file
 
 FULL = [
-    "--steps", "3000", "--width", "32", "--depth", "2", "--batch-size", "256",
+    "--train-steps", "3000", "--width", "32", "--depth", "2", "--batch-size", "256",
     "--diffusion-steps", "100", "--sample-steps", "50", "--checkpoint-every", "100",
     "--eval-samples", "2000", "--snapshot-samples", "500", "--snapshot-every", "500",
 ]  # fmt: skip
 QUICK = [
-    "--steps", "600", "--width", "16", "--depth", "1", "--batch-size", "128",
+    "--train-steps", "600", "--width", "16", "--depth", "1", "--batch-size", "128",
     "--diffusion-steps", "50", "--sample-steps", "20", "--checkpoint-every", "50",
     "--eval-samples", "500", "--snapshot-samples", "200", "--snapshot-every", "200",
     "--n-train", "5000",

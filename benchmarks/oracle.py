@@ -26,13 +26,14 @@ from pathlib import Path
 
 import torch
 
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.measure.likelihood import exact_nll, pf_ode_nll
 from diffusion.measure.metrics import compare_to_data
-from diffusion.measure.oracle import exact_model
-from diffusion.workflows.run import SEED_METRICS, evaluate
+from diffusion.training.config import TrainConfig
 from diffusion.utils import make_generator
+from diffusion.workflows.exact import exact_model
+from diffusion.streams import stream
+from diffusion.workflows.run import evaluate
 
 RECIPES = [  # (process, sampler, steps, grid): all at most 40 network evaluations
     ("edm", "heun", 20, "uniform"),
@@ -72,7 +73,7 @@ def main() -> int:
     control = []
     for e in range(args.evals):  # fresh data in place of samples, with the same metric seeds
         fresh = dataset.sample(args.n, make_generator(10_000 + e))
-        report = compare_to_data(fresh, dataset.sample, make_generator((e + 1) * 16 + SEED_METRICS))
+        report = compare_to_data(fresh, dataset.sample, stream(e + 1, "metrics"))
         control.append(report.sliced_wasserstein.ratio)
     rows.append({"recipe": "data (perfect sampler)", "nfe": 0, "sw_ratios": control})
     print(f"{'recipe':<34}{'NFE':>5}{'SW ratio median':>17}  range", flush=True)

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-from diffusion.io.runs import load_model
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
+from diffusion.io.runs import load_model
 from diffusion.measure.metrics import compare_to_data
-from diffusion.workflows.run import run_training
+from diffusion.streams import stream
 from diffusion.samplers import SAMPLERS
+from diffusion.training.config import TrainConfig
 from diffusion.utils import make_generator
+from diffusion.workflows.run import run_training
 
 
 def main() -> int:
@@ -68,7 +69,7 @@ def main() -> int:
             try:
                 result = trained.sample(
                     args.n, sampler=sampler, steps=steps,
-                    generator=make_generator(args.seed * 16 + 4),
+                    generator=stream(args.seed, "eval"),
                 )  # fmt: skip
             except ValueError as exc:  # a combination the process refuses
                 print(f"{sampler:>15} K={steps:<4} refused: {exc}")
@@ -79,7 +80,7 @@ def main() -> int:
             finite = bool(torch.isfinite(x).all())
             ratio = float("inf")
             if finite:
-                report = compare_to_data(x, dataset.sample, make_generator(args.seed * 16 + 6))
+                report = compare_to_data(x, dataset.sample, stream(args.seed, "metrics"))
                 ratio = report.sliced_wasserstein.ratio
             rows.append({"sampler": sampler, "steps": steps, "nfe": result.nfe,
                          "sw_ratio": ratio, "seconds": round(seconds, 2)})  # fmt: skip

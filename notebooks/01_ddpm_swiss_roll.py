@@ -46,10 +46,11 @@ import torch
 from IPython.display import HTML, display
 
 from diffusion.data import get_dataset
+from diffusion.data.normalize import Normalizer
 from diffusion.measure.metrics import compare_to_data
 from diffusion.models import TimeMLP
-from diffusion.data.normalize import Normalizer
 from diffusion.processes import DDPM, TerminalSignalError
+from diffusion.samplers import sample
 from diffusion.training.loop import lr_factor
 from diffusion.viz.gif import training_gif
 from diffusion.viz.plots import compute_limits, ema_smooth, samples_figure
@@ -219,7 +220,7 @@ losses, snapshots = [], []
 def snapshot(step: int) -> None:
     """Sample the EMA model from a fixed prior draw and keep the samples in data space."""
     frame_generator = torch.Generator().manual_seed(SEED + 3)  # the same draw every frame
-    x = process.sample(ema, (1000, 2), steps=50, generator=frame_generator).x
+    x = sample(process.denoiser(ema), (1000, 2), steps=50, generator=frame_generator).x
     snapshots.append((step, normalizer.denormalize(x)))
 
 
@@ -290,8 +291,8 @@ def keep(step) -> None:
         kept[step.s] = normalizer.denormalize(step.x)
 
 
-result = process.sample(
-    ema,
+result = sample(
+    process.denoiser(ema),
     (N, 2),
     sampler="ancestral",
     steps=SAMPLE_STEPS,

@@ -37,15 +37,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from diffusion.io.runs import TrainedModel
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.measure.metrics import SlicedWassersteinRatio
 from diffusion.models import TimeMLP
-from diffusion.measure.oracle import exact_model
 from diffusion.processes import PROCESSES
-from diffusion.samplers import SAMPLERS
+from diffusion.samplers import SAMPLERS, sample
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import train
+from diffusion.training.trained import TrainedModel
+from diffusion.workflows.exact import exact_model
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0
@@ -103,8 +103,12 @@ for family, names in supported.items():
     refused = [name for name in SAMPLERS if name not in names]
     print(f"{family:8s} {len(names)} of {len(SAMPLERS)}; refuses: {', '.join(refused) or '-'}")
 try:
-    PROCESSES["flow"]().sample(
-        untrained, (8, 2), sampler="euler-maruyama", steps=2, generator=generator
+    sample(
+        PROCESSES["flow"]().denoiser(untrained),
+        (8, 2),
+        sampler="euler-maruyama",
+        steps=2,
+        generator=generator,
     )
 except ValueError as error:
     print("\nflow + euler-maruyama:", error)

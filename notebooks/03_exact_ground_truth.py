@@ -39,15 +39,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from diffusion.measure import diagnostics
-from diffusion.io.runs import TrainedModel
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
+from diffusion.measure import diagnostics
 from diffusion.measure.likelihood import exact_nll, pf_ode_nll
 from diffusion.measure.metrics import compare_to_data
-from diffusion.measure.oracle import Oracle, exact_model
+from diffusion.measure.oracle import Oracle
 from diffusion.processes import VP
+from diffusion.samplers import sample
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import train
+from diffusion.training.trained import TrainedModel
+from diffusion.workflows.exact import exact_model
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0
@@ -151,7 +153,7 @@ print(f"denoiser vs Tweedie's formula: {(exact.x0 - tweedie).abs().max():.1e}")
 
 # %%
 N = 4000
-result = process.sample_with(
+result = sample(
     oracle.denoiser(),
     (N, 2),
     sampler="dpm-solver++",

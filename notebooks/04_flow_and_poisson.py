@@ -37,14 +37,14 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, display
 
-from diffusion.io.runs import TrainedModel
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.processes import FlowMatching, PoissonFlow
-from diffusion.workflows.run import evaluate, reverse_trajectory
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import train
+from diffusion.training.trained import TrainedModel
 from diffusion.viz.gif import reverse_gif
 from diffusion.viz.plots import compute_limits
+from diffusion.workflows.run import evaluate, reverse_trajectory
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0

@@ -13,7 +13,7 @@ from diffusion.workflows.run import run_training
 torch.set_num_threads(1)
 
 TINY = dict(
-    process="ddpm", steps=1500, batch_size=256, width=64, depth=2, n_train=4000, diffusion_steps=200,
+    process="ddpm", train_steps=1500, batch_size=256, width=64, depth=2, n_train=4000, diffusion_steps=200,
     sample_steps=50, snapshot_every=750, ema_decay=0.99, snapshot_samples=300, eval_samples=2000,
 )  # fmt: skip
 

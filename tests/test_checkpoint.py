@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
-from diffusion.io.runs import CheckpointError, TrainedModel, load_model
+from diffusion.io.runs import CheckpointError, load_model
 from diffusion.training.config import TrainConfig
 from diffusion.training.loop import train
+from diffusion.training.trained import TrainedModel
 from diffusion.utils import make_generator
 
 
@@ -77,7 +78,7 @@ def test_a_pickle_is_never_loaded(run_copy, tmp_path):
 
 def test_from_result_samples_with_the_ema_weights():
     config = TrainConfig(
-        steps=20, width=16, depth=1, n_train=500, snapshot_every=20, checkpoint_every=0,
+        train_steps=20, width=16, depth=1, n_train=500, snapshot_every=20, checkpoint_every=0,
         dataset="moons", device="cpu",
     )  # fmt: skip
     result = train(config, progress=False)

@@ -26,9 +26,9 @@ BAD_TRAIN = [
     ["--dataset", "missing.npy"],
     ["--dataset", "missing.csv"],
     ["--process", "nosuchprocess"],
-    ["--steps", "0"],
-    ["--steps", "-5"],
-    ["--steps", "ten"],
+    ["--train-steps", "0"],
+    ["--train-steps", "-5"],
+    ["--train-steps", "ten"],
     ["--seed", "-1"],
     ["--batch-size", "0"],
     ["--lr", "0"],
@@ -104,7 +104,7 @@ def test_bad_sample_input_exits_2(capsys, tiny_run, tmp_path):
         ["--n", "0", "--out", str(out)],
         ["--n", "-3", "--out", str(out)],
         ["--n", "10", "--out", str(tmp_path / "x.txt")],
-        ["--n", "10", "--out", str(out), "--steps", "100000"],
+        ["--n", "10", "--out", str(out), "--sample-steps", "100000"],
         ["--n", "10", "--out", str(out), "--sampler", "nosuch"],
         ["--n", "10", "--out", str(out), "--sampler", "ancestral", "--eta", "0.5"],
         ["--n", "10", "--out", str(out), "--sampler", "ddim", "--variance", "beta"],
@@ -128,7 +128,7 @@ def test_sample_writes_float32_array(capsys, tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "x.npy"
     code, stdout, _ = run_cli(
-        capsys, "sample", "--run", str(run_dir), "--n", "123", "--sampler", "ddim", "--steps", "10",
+        capsys, "sample", "--run", str(run_dir), "--n", "123", "--sampler", "ddim", "--sample-steps", "10",
         "--seed", "3", "--out", str(out),
     )  # fmt: skip
     assert code == 0 and "10 NFE" in stdout
@@ -136,7 +136,7 @@ def test_sample_writes_float32_array(capsys, tiny_run, tmp_path):
     assert x.shape == (123, 2) and x.dtype == np.float32 and np.isfinite(x).all()
     # Deterministic DDIM with the same seed gives the same samples.
     out2 = tmp_path / "y.npy"
-    main(["sample", "--run", str(run_dir), "--n", "123", "--sampler", "ddim", "--steps", "10",
+    main(["sample", "--run", str(run_dir), "--n", "123", "--sampler", "ddim", "--sample-steps", "10",
           "--seed", "3", "--out", str(out2)])  # fmt: skip
     np.testing.assert_array_equal(np.load(out2), x)
 
@@ -153,7 +153,7 @@ def test_evaluate_prints_metrics_with_floors(capsys, tiny_run):
 def test_train_refuses_to_overwrite_a_run(capsys, tiny_run):
     run_dir, _ = tiny_run
     before = (run_dir / "config.json").read_bytes()
-    code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--steps", "5")
+    code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--train-steps", "5")
     assert code == 2 and "already holds a run" in err
     assert (run_dir / "config.json").read_bytes() == before
 
@@ -174,7 +174,7 @@ def test_sample_in_chunks_fills_every_row_with_fresh_draws(capsys, tiny_run, tmp
     monkeypatch.setattr(cli.sample, "SAMPLE_CHUNK", 50)
     run_dir, _ = tiny_run
     out = tmp_path / "x.npy"
-    args = ["sample", "--run", str(run_dir), "--n", "120", "--sampler", "ddim", "--steps", "5"]
+    args = ["sample", "--run", str(run_dir), "--n", "120", "--sampler", "ddim", "--sample-steps", "5"]
     code, _, _ = run_cli(capsys, *args, "--out", str(out))
     assert code == 0
     x = np.load(out)

@@ -41,7 +41,7 @@ def gaussians_run(tmp_path_factory):
     """A (barely) trained edm run on `gaussians`: only its config and normaliser matter here."""
     run_dir = tmp_path_factory.mktemp("oracle_runs") / "gaussians"
     config = TrainConfig(
-        dataset="gaussians", process="edm", steps=5, batch_size=64, width=16, depth=1,
+        dataset="gaussians", process="edm", train_steps=5, batch_size=64, width=16, depth=1,
         n_train=500, sample_steps=5, snapshot_every=5, snapshot_samples=50, eval_samples=100,
     )  # fmt: skip
     run_training(config, run_dir, progress=False)
@@ -52,7 +52,7 @@ def test_sample_oracle_json_writes_float32_array(capsys, tmp_path):
     path = write_json(tmp_path / "mix.json", MIXTURE)
     out = tmp_path / "samples.npy"
     code, stdout, err = run_cli(capsys, "sample", "--oracle", "--dataset", path, "--process", "edm",
-                                "--sampler", "heun", "--steps", "10", "--n", "100", "--out", str(out))  # fmt: skip
+                                "--sampler", "heun", "--sample-steps", "10", "--n", "100", "--out", str(out))  # fmt: skip
     assert code == 0, err
     x = np.load(out)
     assert x.shape == (100, 2) and x.dtype == np.float32 and np.isfinite(x).all()
@@ -68,7 +68,7 @@ def test_sample_oracle_reproduces_gaussian_and_seed(capsys, tmp_path):
     for seed, name in (("3", "a.npy"), ("3", "b.npy"), ("4", "c.npy")):
         out = tmp_path / name
         code, _, err = run_cli(capsys, "sample", "--oracle", "--dataset", path, "--process", "vp",
-                               "--sampler", "dpm-solver++", "--steps", "20", "--n", "5000",
+                               "--sampler", "dpm-solver++", "--sample-steps", "20", "--n", "5000",
                                "--seed", seed, "--out", str(out))  # fmt: skip
         assert code == 0, err
         outs.append(np.load(out))
@@ -85,7 +85,7 @@ def test_sample_oracle_in_five_dimensions(capsys, tmp_path):
     path = write_json(tmp_path / "five.json", spec)
     out = tmp_path / "five.npy"
     code, _, err = run_cli(capsys, "sample", "--oracle", "--dataset", path, "--process", "flow",
-                           "--sampler", "heun", "--steps", "15", "--n", "3000", "--out", str(out))  # fmt: skip
+                           "--sampler", "heun", "--sample-steps", "15", "--n", "3000", "--out", str(out))  # fmt: skip
     assert code == 0, err
     x = np.load(out).astype(np.float64)
     assert x.shape == (3000, 5)
@@ -96,7 +96,7 @@ def test_sample_oracle_in_five_dimensions(capsys, tmp_path):
 def test_sample_oracle_named_gaussians_default_process(capsys, tmp_path):
     out = tmp_path / "g.npy"
     code, _, err = run_cli(capsys, "sample", "--oracle", "--dataset", "gaussians",
-                           "--steps", "40", "--n", "500", "--out", str(out))  # fmt: skip
+                           "--sample-steps", "40", "--n", "500", "--out", str(out))  # fmt: skip
     assert code == 0, err
     d = nearest_centre_distance(np.load(out).astype(np.float64))
     # within-cluster std 0.1: the mean distance to the centre is 0.1 sqrt(pi / 2) = 0.125
@@ -106,7 +106,7 @@ def test_sample_oracle_named_gaussians_default_process(capsys, tmp_path):
 def test_evaluate_oracle_prints_metrics(capsys, tmp_path):
     path = write_json(tmp_path / "mix.json", MIXTURE)
     code, out, err = run_cli(capsys, "evaluate", "--oracle", "--dataset", path, "--process", "edm",
-                             "--sampler", "heun", "--steps", "20", "--n", "300", "--json")  # fmt: skip
+                             "--sampler", "heun", "--sample-steps", "20", "--n", "300", "--json")  # fmt: skip
     assert code == 0, err
     metrics = json.loads(out)
     assert metrics["n"] == 300
@@ -119,13 +119,13 @@ def test_evaluate_oracle_prints_metrics(capsys, tmp_path):
 def test_oracle_with_run_uses_run_data_and_process(capsys, tmp_path, gaussians_run):
     out = tmp_path / "r.npy"
     code, _, err = run_cli(capsys, "sample", "--oracle", "--run", str(gaussians_run),
-                           "--sampler", "heun", "--steps", "20", "--n", "400",
+                           "--sampler", "heun", "--sample-steps", "20", "--n", "400",
                            "--out", str(out))  # fmt: skip
     assert code == 0, err
     d = nearest_centre_distance(np.load(out).astype(np.float64))
     assert 0.09 < d.mean() < 0.17  # the trained network (5 steps) could not do this
     code, out_text, err = run_cli(capsys, "evaluate", "--oracle", "--run", str(gaussians_run),
-                                  "--steps", "10", "--n", "200", "--json")  # fmt: skip
+                                  "--sample-steps", "10", "--n", "200", "--json")  # fmt: skip
     assert code == 0, err
     assert json.loads(out_text)["n"] == 200
 
@@ -228,13 +228,13 @@ def test_oracle_with_run_of_non_mixture_data_exits_2(capsys, tmp_path, gaussians
 def test_oracle_sample_matches_library_exact_model(capsys, tmp_path):
     # the command's samples are the library's ExactModel samples (same seed stream)
     from diffusion.data import get_dataset
-    from diffusion.measure.oracle import exact_model
     from diffusion.utils import make_generator
+    from diffusion.workflows.exact import exact_model
 
     path = write_json(tmp_path / "mix.json", MIXTURE)
     out = tmp_path / "s.npy"
     code, _, err = run_cli(capsys, "sample", "--oracle", "--dataset", path, "--process", "flow",
-                           "--sampler", "euler", "--steps", "8", "--n", "50", "--seed", "9",
+                           "--sampler", "euler", "--sample-steps", "8", "--n", "50", "--seed", "9",
                            "--out", str(out))  # fmt: skip
     assert code == 0, err
     config = TrainConfig.from_dict({"dataset": path, "process": "flow"})

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion.io.runs import read_run_config
 from diffusion.cli import main
-from diffusion.training.config import TrainConfig
 from diffusion.io.checkpoints import latest_checkpoint, load_checkpoint
+from diffusion.io.runs import read_run_config
 from diffusion.io.tensorfile import read_tensor_file
+from diffusion.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [
-    "--steps", "40", "--width", "16", "--depth", "1", "--diffusion-steps", "50",
+    "--train-steps", "40", "--width", "16", "--depth", "1", "--diffusion-steps", "50",
     "--sample-steps", "10", "--n-train", "500", "--batch-size", "64", "--eval-samples", "300",
     "--snapshot-samples", "100", "--snapshot-every", "20", "--checkpoint-every", "20", "--quiet",
 ]  # fmt: skip
@@ -30,12 +30,12 @@ def test_resume_with_more_steps_says_what_changed(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", *FAST, "--out", str(run_dir)]) == 0
     capsys.readouterr()
-    assert main(["train", "--resume", str(run_dir), "--steps", "60", "--quiet"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--train-steps", "60", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "changed on resume: steps: 40 -> 60" in out
+    assert "changed on resume: train_steps: 40 -> 60" in out
     assert "resuming" in out and "from step 40" in out
     assert load_checkpoint(latest_checkpoint(run_dir)).step == 60
-    assert read_run_config(run_dir)[0].steps == 60
+    assert read_run_config(run_dir)[0].train_steps == 60
     assert json.loads((run_dir / "metrics.json").read_text())["skipped_steps"] == 0
     # A finished run has nothing left to do.
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
@@ -57,7 +57,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
 
 def test_config_file_sets_options_and_options_win(tmp_path):
     (tmp_path / "run.toml").write_text(
-        'ema-decay = 0.9\nlr = 0.001\nsteps = 1000\ndataset = "moons"\n'
+        'ema-decay = 0.9\nlr = 0.001\ntrain_steps = 1000\ndataset = "moons"\n'
     )
     run_dir = tmp_path / "run"
     assert (
@@ -65,7 +65,7 @@ def test_config_file_sets_options_and_options_win(tmp_path):
     )
     config, dim = read_run_config(run_dir)
     assert (config.ema_decay, config.lr, config.dataset, dim) == (0.9, 0.001, "moons", 2)
-    assert config.steps == 40  # the option given on the command line wins
+    assert config.train_steps == 40  # the option given on the command line wins
     # The saved config.toml reproduces the resolved config exactly.
     saved = tomllib.loads((run_dir / "config.toml").read_text())
     assert TrainConfig.from_dict(saved) == config

@@ -12,7 +12,7 @@ from diffusion.training.config import TrainConfig
 from diffusion.workflows.run import run_training
 
 TINY = dict(
-    steps=40, width=16, depth=1, n_train=500, batch_size=64, eval_samples=300,
+    train_steps=40, width=16, depth=1, n_train=500, batch_size=64, eval_samples=300,
     snapshot_samples=100, snapshot_every=20, checkpoint_every=0, sample_steps=10,
 )  # fmt: skip
 

@@ -23,7 +23,7 @@ def test_unknown_key_is_named():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("steps", 0), ("steps", 1.5), ("steps", True), ("batch_size", -1), ("lr", 0.0),
+        ("train_steps", 0), ("train_steps", 1.5), ("train_steps", True), ("batch_size", -1), ("lr", 0.0),
         ("lr", math.nan), ("grad_clip", -1.0), ("ema_decay", 1.0), ("min_lr_ratio", -0.1),
         ("warmup", -1), ("seed", -3), ("beta_start", 0.0), ("beta_end", 1.0),
         ("schedule", "exp"), ("process", "nope"), ("sampler", "nope"), ("prediction", "noise"),

@@ -10,12 +10,12 @@ import math
 import pytest
 import torch
 
-from diffusion.measure import diagnostics as dg
-from diffusion.training.config import TrainConfig
 from diffusion.data import GaussianMixture, get_dataset
 from diffusion.data.normalize import Normalizer
-from diffusion.measure.oracle import exact_model
+from diffusion.measure import diagnostics as dg
+from diffusion.training.config import TrainConfig
 from diffusion.utils import make_generator
+from diffusion.workflows.exact import exact_model, reference
 
 # A 2-D mixture with full, unequal covariances and unequal weights (nothing symmetric).
 SKEWED = GaussianMixture.full(
@@ -45,7 +45,7 @@ def test_reference_of_a_mixture_is_its_oracle_in_the_runs_coordinates(gaussians)
     # A normaliser that differs from the mixture's own: the reference must use the run's.
     normalizer = Normalizer(shift=torch.tensor([0.3, -0.2]), scale=torch.tensor([2.0, 0.5]))
     trained = exact_model(SKEWED, config("vp"), normalizer)
-    ref, name = dg.reference(trained, gaussians, torch.zeros(3, 2))
+    ref, name = reference(trained, gaussians, torch.zeros(3, 2))
     assert name == "exact (mixture)"
     want = gaussians.mixture.affine(trained.normalizer.shift, trained.normalizer.scale)
     torch.testing.assert_close(ref.oracle.mixture.means, want.means)
@@ -58,7 +58,7 @@ def test_reference_without_mixture_is_the_training_sets_memoriser():
     assert moons.mixture is None
     train = moons.sample(50, make_generator(0))
     trained = exact_model(SKEWED, config("vp"))
-    ref, name = dg.reference(trained, moons, train)
+    ref, name = reference(trained, moons, train)
     assert name == "exact (training set)"
     mixture = ref.oracle.mixture
     assert mixture.n_components == 50 and float(mixture.eigenvalues.abs().max()) == 0.0
@@ -249,7 +249,7 @@ def test_memorisation_of_the_training_set_oracle_is_copying():
     moons = get_dataset("moons")
     train = moons.sample(200, make_generator(4))
     trained = exact_model(SKEWED, config("edm"))
-    memoriser, _ = dg.reference(trained, moons, train)
+    memoriser, _ = reference(trained, moons, train)
     samples = memoriser.sample(200, generator=make_generator(5)).x
     result = dg.memorisation(samples, moons.sample(200, make_generator(6)), train)
     assert result.median_ratio < 0.1

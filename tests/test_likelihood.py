@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
+from diffusion.data.normalize import Normalizer
 from diffusion.measure.likelihood import (
     Likelihood,
     exact_nll,
@@ -18,9 +18,10 @@ from diffusion.measure.likelihood import (
     start_time,
     velocity,
 )
-from diffusion.data.normalize import Normalizer
-from diffusion.measure.oracle import Oracle, exact_model
+from diffusion.measure.oracle import Oracle
 from diffusion.processes import PROCESSES
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.exact import exact_model
 
 F64 = torch.float64
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 import diffusion.measure.oracle as oracle_module
-from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
 from diffusion.data.normalize import Normalizer
-from diffusion.measure.oracle import ExactModel, Oracle, OracleDenoiser, exact_model
+from diffusion.measure.oracle import Oracle, OracleDenoiser
 from diffusion.parametrize import TARGETS, target_from
 from diffusion.processes import PROCESSES
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.exact import ExactModel, exact_model
 
 F64 = torch.float64
 GAUSSIAN_PROCESSES = sorted(set(PROCESSES) - {"poisson"})

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from diffusion.training.config import TrainConfig
+import diffusion.training.loop
 from diffusion.io.checkpoints import (
     latest_checkpoint,
     list_checkpoints,
@@ -17,12 +17,14 @@ from diffusion.io.checkpoints import (
     remove_temporary_files,
     save_checkpoint,
 )
-from diffusion.workflows.run import run_training
 from diffusion.io.tensorfile import CheckpointError
-from diffusion.training.loop import MAX_NONFINITE_STREAK, NonFiniteLossError, Trainer, TrainingState
+from diffusion.training.config import TrainConfig
+from diffusion.training.loop import MAX_NONFINITE_STREAK, NonFiniteLossError, Trainer
+from diffusion.training.state import TrainingState
+from diffusion.workflows.run import run_training
 
 SMALL = dict(
-    process="ddpm", steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10,
+    process="ddpm", train_steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10,
     snapshot_every=25,
     snapshot_samples=100, n_train=500, batch_size=64, warmup=10, eval_samples=500,
 )  # fmt: skip
@@ -114,7 +116,7 @@ def test_negative_control_dropping_any_part_breaks_the_comparison(part, referenc
 @pytest.mark.parametrize("part", ["rng", "optimizer", "ema", "step", "data_position"])
 def test_negative_control_without_the_consistency_check(part, reference, tmp_path, monkeypatch):
     """With the loader's cross-checks switched off, the comparison alone still catches it."""
-    monkeypatch.setattr(Trainer, "_check_consistent", lambda self, state: None)
+    monkeypatch.setattr(diffusion.training.loop, "inconsistencies", lambda *args: [])
     state = stopped_at(30, tmp_path)
     with pytest.raises(AssertionError):
         assert_same(finish(drop(state, part)), reference)
@@ -122,7 +124,7 @@ def test_negative_control_without_the_consistency_check(part, reference, tmp_pat
 
 def test_more_steps_on_resume_continue_the_run(tmp_path):
     state = stopped_at(60, tmp_path)
-    longer = finish(state, steps=80)
+    longer = finish(state, train_steps=80)
     assert longer.step == 80 and longer.losses.shape == (80,)
     assert torch.equal(longer.losses[:60], state.losses)
 
@@ -141,8 +143,8 @@ def test_a_changed_critical_setting_is_refused_by_name(field, value, tmp_path):
 
 def test_fewer_steps_than_the_checkpoint_are_refused(tmp_path):
     state = stopped_at(40, tmp_path)
-    with pytest.raises(CheckpointError, match="beyond steps"):
-        Trainer(config(steps=30)).load_state(state)
+    with pytest.raises(CheckpointError, match="beyond train_steps"):
+        Trainer(config(train_steps=30)).load_state(state)
 
 
 def test_changed_data_are_refused(tmp_path):
@@ -196,7 +198,7 @@ def test_a_non_finite_step_is_skipped_and_counted():
 
 
 def test_persistent_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = config(steps=200, checkpoint_every=50, snapshot_every=100)
+    cfg = config(train_steps=200, checkpoint_every=50, snapshot_every=100)
     original = Trainer.run
 
     def run(self, **kwargs):

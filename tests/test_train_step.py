@@ -9,7 +9,7 @@ from torch.profiler import ProfilerActivity, profile
 from diffusion.training.config import TrainConfig
 from diffusion.training.loop import Trainer
 
-SMALL = dict(steps=20, batch_size=64, width=16, depth=1, n_train=500, checkpoint_every=0)
+SMALL = dict(train_steps=20, batch_size=64, width=16, depth=1, n_train=500, checkpoint_every=0)
 
 
 def host_reads(trainer: Trainer, steps: int = 3) -> list[str]:

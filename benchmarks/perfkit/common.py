@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from diffusion.training.config import TrainConfig
 from diffusion.data import Dataset
 from diffusion.measure.metrics import SlicedWassersteinRatio
+from diffusion.samplers import sample
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import Trainer
 from diffusion.utils import make_generator
 
@@ -66,8 +67,8 @@ def model_draw(trainer: Trainer, model: torch.nn.Module, sampler: str, steps: in
     """A `draw` for Scorer: samples of `model` (a trainer's network) in data space."""
 
     def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-        x = trainer.process.sample(
-            model,
+        x = sample(
+            trainer.process.denoiser(model),
             (n, trainer.dim),
             sampler=sampler,
             steps=steps,

@@ -17,9 +17,9 @@ import torch
 from common import Curve, Scorer, train_with_curve
 from torch import nn
 
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
 from diffusion.models.mlp import seeded
+from diffusion.training.config import TrainConfig
 from diffusion.utils import make_generator
 
 PEER_WIDTH = 128  # hidden units, three hidden layers

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from common import Scorer, model_draw, train_with_curve
 
-from diffusion.training.config import TrainConfig
 from diffusion.data import get_dataset
-from diffusion.measure.oracle import exact_model
 from diffusion.processes import PROCESSES
-from diffusion.samplers import SAMPLERS
+from diffusion.samplers import SAMPLERS, sample
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import Trainer
+from diffusion.workflows.exact import exact_model
 
 MIXTURE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "mixture.json"
 FEW_STEPS = (10, 25)  # the bar's DPM-Solver++ settings on the default model
@@ -164,8 +164,12 @@ def quality_vs_nfe(log) -> dict:
     scorer = Scorer(trainer.dataset)
 
     def learned(n, sampler, steps, generator):
-        result = trainer.process.sample(
-            trainer.ema, (n, trainer.dim), sampler=sampler, steps=steps, generator=generator
+        result = sample(
+            trainer.process.denoiser(trainer.ema),
+            (n, trainer.dim),
+            sampler=sampler,
+            steps=steps,
+            generator=generator,
         )
         return dataclasses.replace(result, x=trainer.normalizer.denormalize(result.x))
 

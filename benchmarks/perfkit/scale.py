@@ -16,14 +16,15 @@ from pathlib import Path
 import torch
 from common import Scorer, model_draw, timed
 
-from diffusion.training.config import MAX_OT_BATCH, TrainConfig
 from diffusion.data import get_dataset
 from diffusion.data.mixture import GaussianMixture
-from diffusion.measure.oracle import exact_model
 from diffusion.processes.coupling import COUPLINGS
-from diffusion.workflows.run import run_training
+from diffusion.samplers import sample
+from diffusion.training.config import MAX_OT_BATCH, TrainConfig
 from diffusion.training.loop import Trainer
 from diffusion.utils import make_generator
+from diffusion.workflows.exact import exact_model
+from diffusion.workflows.run import run_training
 
 BATCHES = (64, 256, 512, 1024, 4096, 16384)
 SAMPLE_SIZES = (10_000, 100_000, 1_000_000)
@@ -185,8 +186,8 @@ def shared_time_sampling(log, n: int = 10_000, repeats: int = 5) -> dict:
     for _ in range(repeats):
         for name, model in models.items():
             _, seconds = timed(
-                lambda model=model: trainer.process.sample(
-                    model, (n, trainer.dim), sampler=config.sampler,
+                lambda model=model: sample(
+                    trainer.process.denoiser(model), (n, trainer.dim), sampler=config.sampler,
                     steps=config.sample_steps, generator=torch.Generator().manual_seed(0),
                 )
             )  # fmt: skip

@@ -24,7 +24,7 @@ def betas_and_alpha_bar(process: DDPM) -> tuple[list[float], list[float]]:
 
 @pytest.fixture(scope="module")
 def linear100() -> DDPM:
-    return DDPM(100, "linear")
+    return DDPM(100, "linear", prediction="eps")
 
 
 def test_alpha_bar_table_is_the_running_product(linear100: DDPM) -> None:
@@ -236,7 +236,7 @@ def test_default_ddpm_ends_near_pure_noise() -> None:
     process = DDPM()
     assert process.steps == 1000 and process.schedule == "cosine"
     assert process.alpha_bar[-1].sqrt().item() < 0.05
-    assert process.prediction == "eps"
+    assert process.prediction == "v"  # the same default as `diffusion train --process ddpm`
 
 
 def test_unknown_prediction_target_is_rejected() -> None:
@@ -268,7 +268,7 @@ def test_loss_at_given_times_is_mse_against_the_target(prediction: str) -> None:
 
 def test_loss_without_times_is_seeded_and_zero_for_the_exact_target() -> None:
     # With the model returning the noise that was drawn, the eps loss is exactly zero.
-    process = DDPM(100, "linear")
+    process = DDPM(100, "linear", prediction="eps")
     x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     generator = torch.Generator().manual_seed(5)
     process.sample_time(64, generator=generator)

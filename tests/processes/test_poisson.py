@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from diffusion.training.config import ConfigError, TrainConfig
 from diffusion.processes import EDM, PoissonFlow
+from diffusion.samplers import sample
+from diffusion.training.config import ConfigError, TrainConfig
 
 
 def radii(process: PoissonFlow, n: int, dim: int, seed: int) -> torch.Tensor:
@@ -59,9 +60,9 @@ def test_same_schedule_as_edm_and_gaussian_only_samplers_are_refused():
     assert torch.equal(process.sigma(t), edm.sigma(t)) and not process.gaussian
     for sampler in ("ancestral", "euler-maruyama", "pc", "langevin"):
         with pytest.raises(ValueError, match="Gaussian"):
-            process.sample(lambda x, t: x, (4, 2), sampler=sampler, steps=3)
+            sample(process.denoiser(lambda x, t: x), (4, 2), sampler=sampler, steps=3)
     with pytest.raises(ValueError, match="Gaussian"):
-        process.sample(lambda x, t: x, (4, 2), sampler="heun", steps=3, churn=5.0)
+        sample(process.denoiser(lambda x, t: x), (4, 2), sampler="heun", steps=3, churn=5.0)
     with pytest.raises(ConfigError, match="Gaussian"):
         TrainConfig(process="poisson", sampler="ancestral").validate()
     with pytest.raises(ConfigError, match="augment_dim"):

@@ -7,10 +7,15 @@ import math
 import pytest
 import torch
 
-from diffusion.training.config import ConfigError, TrainConfig, critical_differences, upgrade_saved_config
 from diffusion.processes import VE, VP, FlowMatching
 from diffusion.processes.times import TRAIN_TIMES, check_train_times, density, draw_times
-from diffusion.training.loop import build_process
+from diffusion.training.build import build_process
+from diffusion.training.config import (
+    ConfigError,
+    TrainConfig,
+    critical_differences,
+    upgrade_saved_config,
+)
 
 N = 400_000
 
@@ -86,7 +91,7 @@ def test_config_resolves_and_checks_train_times():
         assert TrainConfig(process=process).validate().train_times is None
     config = TrainConfig(process="vp", train_times="logit-normal").validate()
     assert build_process(config).train_times == "logit-normal"
-    with pytest.raises(ConfigError, match="train_times applies to flow, vp, subvp and ve"):
+    with pytest.raises(ConfigError, match="train_times applies to the vp, subvp, ve and flow processes only, not edm"):
         TrainConfig(process="edm", train_times="uniform").validate()
     with pytest.raises(ConfigError, match="train_times must be one of"):
         TrainConfig(train_times="cubic").validate()

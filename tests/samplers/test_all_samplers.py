@@ -17,10 +17,10 @@ import math
 import pytest
 import torch
 
-from diffusion.samplers.grids import make_grid
 from diffusion.parametrize import Prediction
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP
 from diffusion.samplers import SAMPLERS, STOCHASTIC, SamplerStep
+from diffusion.samplers.grids import make_grid
 
 F64 = torch.float64
 S = 0.5  # the data's standard deviation

@@ -35,11 +35,11 @@ import math
 import pytest
 import torch
 
-from diffusion.samplers.grids import make_grid
 from diffusion.parametrize import Prediction
 from diffusion.processes import DDPM, EDM
 from diffusion.processes.schedules import make_betas
 from diffusion.samplers import ancestral, ddim, dpm_solver_pp, euler, heun
+from diffusion.samplers.grids import make_grid
 
 diffusers = pytest.importorskip("diffusers")
 

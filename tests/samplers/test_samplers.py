@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from diffusion.processes import DDPM
-from diffusion.samplers import SAMPLERS, SamplerStep, ancestral, ddim, get_sampler
+from diffusion.samplers import SAMPLERS, SamplerStep, ancestral, ddim, get_sampler, sample
 from diffusion.samplers.base import walk
 from diffusion.utils import expand_like
 
@@ -100,14 +100,14 @@ KINDS = {
 
 @pytest.fixture(scope="module")
 def linear() -> DDPM:
-    return DDPM(1000, "linear")
+    return DDPM(1000, "linear", prediction="eps")
 
 
 def draw(process, kind: str, n: int, steps: int, seed: int, mu=MU, s=S, target="eps"):
     sampler, options = KINDS[kind]
     model = GaussianOracle(process, mu, s, target)
-    return process.sample(
-        model,
+    return sample(
+        process.denoiser(model),
         (n, 1),
         sampler=sampler,
         steps=steps,
@@ -190,16 +190,16 @@ def test_ddim_eta1_and_posterior_ancestral_take_the_same_path(linear: DDPM) -> N
     )
     torch.testing.assert_close(a, b, rtol=0, atol=1e-10)  # float64: only rounding differs
     # Through `process.sample` (float32 prior and network): equal to float32 rounding.
-    a32 = linear.sample(
-        denoiser.model,
+    a32 = sample(
+        linear.denoiser(denoiser.model),
         (1000, 1),
         sampler="ddim",
         steps=25,
         eta=1.0,
         generator=torch.Generator().manual_seed(9),
     ).x
-    b32 = linear.sample(
-        denoiser.model,
+    b32 = sample(
+        linear.denoiser(denoiser.model),
         (1000, 1),
         sampler="ancestral",
         steps=25,
@@ -213,7 +213,7 @@ def test_ddim_eta1_and_posterior_ancestral_take_the_same_path(linear: DDPM) -> N
 
 def test_exact_laws_of_the_samplers() -> None:
     """The analytic recursion itself: known directions of the discretisation bias."""
-    process = DDPM(1000, "linear")
+    process = DDPM(1000, "linear", prediction="eps")
 
     def std(kind: str, steps: int) -> float:
         return sampler_law(process, grid_steps(process, steps), kind, MU, S)[1]
@@ -278,8 +278,8 @@ def test_few_step_samples_follow_the_exact_law(linear: DDPM, kind: str, steps: i
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
 def test_callback_gets_one_step_per_step(linear: DDPM, sampler: str) -> None:
     steps: list[SamplerStep] = []
-    result = linear.sample(
-        GaussianOracle(linear, MU, S, "eps"),
+    result = sample(
+        linear.denoiser(GaussianOracle(linear, MU, S, "eps")),
         (16, 2),
         sampler=sampler,
         steps=20,
@@ -303,16 +303,16 @@ def test_callback_gets_one_step_per_step(linear: DDPM, sampler: str) -> None:
 def test_explicit_grid_equals_the_same_number_of_steps(linear: DDPM, sampler: str) -> None:
     model = GaussianOracle(linear, MU, S, "eps")
     options = {"eta": 0.5} if sampler == "ddim" else {}
-    by_steps = linear.sample(
-        model,
+    by_steps = sample(
+        linear.denoiser(model),
         (64, 2),
         sampler=sampler,
         steps=37,
         generator=torch.Generator().manual_seed(3),
         **options,
     )
-    by_times = linear.sample(
-        model,
+    by_times = sample(
+        linear.denoiser(model),
         (64, 2),
         sampler=sampler,
         times=linear.time_grid(37).tolist(),
@@ -366,21 +366,23 @@ def test_any_subsequence_takes_the_exact_steps(linear: DDPM, kind: str) -> None:
 )
 def test_invalid_grids_raise(linear: DDPM, times) -> None:
     with pytest.raises(ValueError, match="time grid"):
-        linear.sample(GaussianOracle(linear, MU, S, "eps"), (4, 1), times=torch.tensor(times))
+        sample(
+            linear.denoiser(GaussianOracle(linear, MU, S, "eps")), (4, 1), times=torch.tensor(times)
+        )
 
 
 def test_unknown_sampler_and_bad_options_raise(linear: DDPM) -> None:
     model = GaussianOracle(linear, MU, S, "eps")
     with pytest.raises(ValueError, match="unknown sampler 'plms'"):
-        linear.sample(model, (4, 1), sampler="plms", steps=5)
+        sample(linear.denoiser(model), (4, 1), sampler="plms", steps=5)
     with pytest.raises(ValueError, match="unknown sampler"):
         get_sampler("DDIM")
     assert set(SAMPLERS) >= {"ancestral", "ddim"}
     for eta in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="eta"):
-            linear.sample(model, (4, 1), sampler="ddim", steps=5, eta=eta)
+            sample(linear.denoiser(model), (4, 1), sampler="ddim", steps=5, eta=eta)
     with pytest.raises(ValueError, match="unknown ancestral variance"):
-        linear.sample(model, (4, 1), sampler="ancestral", steps=5, variance="learned")
+        sample(linear.denoiser(model), (4, 1), sampler="ancestral", steps=5, variance="learned")
 
 
 # -- (7) any data shape -----------------------------------------------------------------
@@ -395,8 +397,8 @@ def test_sampling_images_matches_the_law_per_channel(kind: str) -> None:
     sampler, options = KINDS[kind]
     n = 1000
     process = DDPM(1000, "linear", prediction="v")  # the law does not depend on the target
-    result = process.sample(
-        GaussianOracle(process, mu, s, "v"),
+    result = sample(
+        process.denoiser(GaussianOracle(process, mu, s, "v")),
         (n, 3, 4, 4),
         sampler=sampler,
         steps=50,
@@ -425,8 +427,8 @@ def test_zero_terminal_snr_starts_from_pure_noise(target: str, kind: str) -> Non
     sampler, options = KINDS[kind]
     steps: list[SamplerStep] = []
     n = 20_000
-    result = process.sample(
-        GaussianOracle(process, MU, S, target),
+    result = sample(
+        process.denoiser(GaussianOracle(process, MU, S, target)),
         (n, 1),
         sampler=sampler,
         steps=100,

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.samplers.grids import make_grid
 from diffusion.measure.oracle import Oracle
 from diffusion.parametrize import TARGETS, prediction_from, score_from_eps, target_from
 from diffusion.processes import DDPM, EDM, VP
 from diffusion.processes.schedules import cosine_betas, make_betas
 from diffusion.samplers import ddim, dpm_solver_pp, euler, heun
+from diffusion.samplers.grids import make_grid
 
 F64 = torch.float64
 S = 0.5  # std of the single-Gaussian data used for the sampler checks

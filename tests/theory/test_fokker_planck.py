@@ -35,6 +35,7 @@ from diffusion.measure.fokker_planck import (
 from diffusion.measure.oracle import Oracle
 from diffusion.processes import VE, VP
 from diffusion.processes.ncsn import NCSN
+from diffusion.samplers import sample
 from diffusion.utils import make_generator
 
 F64 = torch.float64
@@ -256,9 +257,7 @@ def test_annealing_recovers_the_weights_plain_langevin_misses() -> None:
     x = 16 * torch.rand(n, 2, generator=generator, dtype=F64) - 8
     plain = langevin(oracle, x, 0.05, 300, generator)
     process = NCSN()
-    annealed = process.sample_with(
-        Oracle(target, process).denoiser(), (n, 2), generator=generator
-    ).x
+    annealed = sample(Oracle(target, process).denoiser(), (n, 2), generator=generator).x
     first = [(points.sum(1) < 0).double().mean().item() for points in (plain, annealed)]
     assert abs(first[0] - 0.5) < 0.06  # the basin's share of the start box, not 0.8
     assert abs(first[1] - 0.8) < 0.05  # standard error 0.013

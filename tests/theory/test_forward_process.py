@@ -16,9 +16,9 @@ import torch
 from theory_helpers import F64, mixture_2d, noised_samples
 
 from diffusion.data.mixture import GaussianMixture
-from diffusion.samplers.odeint import dopri5
 from diffusion.measure.oracle import Oracle
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP, TerminalSignalError
+from diffusion.samplers.odeint import dopri5
 
 # --- DDPM: one step at a time against the closed form ------------------------------------------
 

@@ -9,8 +9,8 @@ import statistics
 import pytest
 import torch
 
-from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
+from diffusion.data.normalize import Normalizer
 from diffusion.measure.likelihood import _divergence, ddpm_bound, pf_ode_nll
 from diffusion.measure.metrics import (
     SlicedWassersteinRatio,
@@ -19,9 +19,11 @@ from diffusion.measure.metrics import (
     random_directions,
     sliced_wasserstein,
 )
-from diffusion.data.normalize import Normalizer
-from diffusion.measure.oracle import Oracle, exact_model
+from diffusion.measure.oracle import Oracle
 from diffusion.processes import DDPM, FlowMatching
+from diffusion.samplers import sample
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.exact import exact_model
 
 F64 = torch.float64
 
@@ -139,7 +141,7 @@ def test_the_ratio_separates_discretisation_error_from_sampling_noise() -> None:
 
     def score(sampler: str, steps: int) -> float:
         generator = torch.Generator().manual_seed(7)
-        result = process.sample_with(
+        result = sample(
             oracle.denoiser(), (n, 2), sampler=sampler, steps=steps, generator=generator
         )
         return ratio(result.x)

@@ -20,15 +20,16 @@ import pytest
 import torch
 from theory_helpers import F64, mixture_2d, noised_samples
 
-from diffusion.training.config import TrainConfig
 from diffusion.data.mixture import GaussianMixture
 from diffusion.measure.likelihood import ddpm_bound, exact_nll
-from diffusion.measure.oracle import Oracle, exact_model
+from diffusion.measure.oracle import Oracle
 from diffusion.parametrize import Prediction, score_from_eps
 from diffusion.processes import DDPM, EDM, VE, VP, FlowMatching, SubVP
-from diffusion.samplers import ancestral
+from diffusion.samplers import ancestral, sample
 from diffusion.samplers.base import StepCoefficients
 from diffusion.samplers.ode import flow_velocity
+from diffusion.training.config import TrainConfig
+from diffusion.workflows.exact import exact_model
 
 
 def coefficients(process, t: float, s: float) -> StepCoefficients:
@@ -299,7 +300,7 @@ def test_exact_score_carries_the_prior_to_the_mixture(process, sampler: str, ste
     m = mixture_2d()
     oracle = Oracle(m, process)
     n = 10_000
-    result = process.sample_with(oracle.denoiser(), (n, 2), sampler=sampler, steps=steps,
+    result = sample(oracle.denoiser(), (n, 2), sampler=sampler, steps=steps,
                                  generator=torch.Generator().manual_seed(11))  # fmt: skip
     x = result.x.double()
     mean = m.mean()

@@ -238,10 +238,7 @@ class TrainConfig:
         cls = PROCESSES[self.process]
         for name, takers in PROCESS_SETTINGS.items():
             if name not in cls.settings and getattr(self, name) != DEFAULTS[name]:
-                raise ConfigError(
-                    f"{name} applies to the {' and '.join(takers)} process"
-                    f"{'es' if len(takers) > 1 else ''} only, not {self.process}"
-                )
+                raise ConfigError(f"{name} applies to {_processes(takers)} only, not {self.process}")
 
     def _resolve_process_defaults(self) -> None:
         """Fill prediction, sampler, coupling, train_times and sample_steps left as None from
@@ -257,8 +254,8 @@ class TrainConfig:
         if self.coupling not in cls.couplings:
             takers = [n for n, c in PROCESSES.items() if self.coupling in c.couplings]
             raise ConfigError(
-                f"coupling {self.coupling!r} applies to the {' and '.join(takers)} process "
-                f"only, not {self.process} (the other families train with independent noise)"
+                f"coupling {self.coupling!r} applies to {_processes(takers)} only, not "
+                f"{self.process} (the other families train with independent noise)"
             )
         if self.train_times is None and "train_times" in cls.settings:
             self.train_times = "uniform"
@@ -359,6 +356,13 @@ def check_setting(name: str, value: object) -> None:
     )
     if too_low or too_high:
         raise ConfigError(f"{name} must be {describe_range(meta)}, got {_num(value)}")
+
+
+def _processes(names: list[str]) -> str:
+    """["vp", "ve", "flow"] -> "the vp, ve and flow processes"."""
+    if len(names) == 1:
+        return f"the {names[0]} process"
+    return f"the {', '.join(names[:-1])} and {names[-1]} processes"
 
 
 def _num(value: float) -> str:

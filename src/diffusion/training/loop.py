@@ -173,7 +173,7 @@ class Trainer:
             )
         if state.step > self.config.train_steps:
             raise CheckpointError(
-                f"cannot resume: the checkpoint is at step {state.step}, beyond steps = "
+                f"cannot resume: the checkpoint is at step {state.step}, beyond train_steps = "
                 f"{self.config.train_steps}"
             )
         try:
