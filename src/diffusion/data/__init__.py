@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ class Dataset:
         points: the full (N, d) point cloud of a file-backed set, else None.
         mixture: the exact law of a Gaussian-mixture set (a .json file, `gaussians`,
             `eight_gaussians`), else None; `diffusion.measure.oracle` turns it into exact scores.
+        shape: the shape of one example: (d,) for points (the default), (C, H, W) for images;
+            `dim` is the number of its entries.
+        labels: (N,) integer class of each row of `points`, for a set that has them, else None.
     """
 
     name: str
@@ -48,6 +52,19 @@ class Dataset:
     sample: Callable[[int, torch.Generator | None], torch.Tensor]
     points: torch.Tensor | None = None
     mixture: GaussianMixture | None = None
+    shape: tuple[int, ...] = ()
+    labels: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not self.shape:  # points: one example is a vector of dim numbers
+            object.__setattr__(self, "shape", (self.dim,))
+        if math.prod(self.shape) != self.dim:
+            raise ValueError(f"a data set of shape {self.shape} has {math.prod(self.shape)} "
+                             f"entries per example, not dim = {self.dim}")  # fmt: skip
+        if self.labels is not None and (
+            self.points is None or self.labels.shape != (self.points.shape[0],)
+        ):
+            raise ValueError("labels need one entry per row of points")
 
 
 def available_datasets() -> list[str]:

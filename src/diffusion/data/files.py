@@ -131,30 +131,36 @@ def load_points(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise DataError(f"{path}: is not a file")
     array = _READERS[path.suffix.lower()](path)
+    return points_from_array(array, str(path))
+
+
+def points_from_array(array: np.ndarray, where: str) -> torch.Tensor:
+    """An (n, d) float32 point cloud from a numeric array of shape (n, d) or (n,), checked as
+    `load_points` checks a file; `where` names the source in errors (a path, "the array")."""
 
     if array.dtype.kind not in "iuf":  # signed, unsigned, float; not bool, complex, str, object
-        raise DataError(f"{path}: has non-numeric dtype {array.dtype}; expected real numbers")
+        raise DataError(f"{where}: has non-numeric dtype {array.dtype}; expected real numbers")
     if array.ndim == 1:
         array = array[:, None]  # (n,) -> (n, 1)
     if array.ndim != 2:
         raise DataError(
-            f"{path}: has {array.ndim} dimensions (shape {array.shape}); expected (n, d) or (n,)"
+            f"{where}: has {array.ndim} dimensions (shape {array.shape}); expected (n, d) or (n,)"
         )
     n, d = array.shape
     if n == 0 or d == 0:
-        raise DataError(f"{path}: is empty (no {'points' if n == 0 else 'coordinates'})")
+        raise DataError(f"{where}: is empty (no {'points' if n == 0 else 'coordinates'})")
     bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad_rows.size:
         raise DataError(
-            f"{path}: has non-finite values (NaN or inf) in {bad_rows.size} of {n} rows "
+            f"{where}: has non-finite values (NaN or inf) in {bad_rows.size} of {n} rows "
             f"(first: point {bad_rows[0]}, counting from 0)"
         )
     if n < 2:
-        raise DataError(f"{path}: has only {n} point; need at least 2")
+        raise DataError(f"{where}: has only {n} point; need at least 2")
     with np.errstate(over="ignore"):  # overflow to inf is reported just below
         points = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if not torch.isfinite(points).all():
-        raise DataError(f"{path}: has values too large for float32 (|x| > 3.4e38)")
+        raise DataError(f"{where}: has values too large for float32 (|x| > 3.4e38)")
     return points
 
 

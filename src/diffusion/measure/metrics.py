@@ -41,12 +41,12 @@ _MEDIAN_POINTS = 1024
 
 
 def _as_points(x: Tensor) -> Tensor:
-    """(N,) or (N, D) -> (N, D) float64 on the CPU."""
+    """(N,), (N, D) or (N, *shape) -> (N, D) float64 on the CPU: an example of any shape (an
+    image (C, H, W)) is one point of D = prod(shape) coordinates for every distance here."""
     x = torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"expected points of shape (N,) or (N, D), got {tuple(x.shape)}")
+    if x.ndim == 0:
+        raise ValueError("expected points of shape (N, ...), got a scalar")
+    x = x.reshape(x.shape[0], -1)  # (N, D)
     if x.shape[0] == 0:
         raise ValueError("expected at least one point")
     return x
