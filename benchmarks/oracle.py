@@ -29,10 +29,10 @@ import torch
 from diffusion.data import get_dataset
 from diffusion.measure.likelihood import exact_nll, pf_ode_nll
 from diffusion.measure.metrics import compare_to_data
+from diffusion.streams import stream
 from diffusion.training.config import TrainConfig
 from diffusion.utils import make_generator
 from diffusion.workflows.exact import exact_model
-from diffusion.streams import stream
 from diffusion.workflows.run import evaluate
 
 RECIPES = [  # (process, sampler, steps, grid): all at most 40 network evaluations

@@ -26,10 +26,9 @@ import torch
 from diffusion.data import get_dataset
 from diffusion.io.runs import load_model
 from diffusion.measure.metrics import compare_to_data
-from diffusion.streams import stream
 from diffusion.samplers import SAMPLERS
+from diffusion.streams import stream
 from diffusion.training.config import TrainConfig
-from diffusion.utils import make_generator
 from diffusion.workflows.run import run_training
 
 

@@ -284,7 +284,7 @@ plt.show()
 # %% [markdown]
 # The command line runs the same comparison for any run, model beside exact, with
 # `diffusion diagnose --run RUN` (`nfe_curve.png`), and a single sampler with
-# `diffusion evaluate --run RUN --sampler heun --steps 16`.
+# `diffusion evaluate --run RUN --sampler heun --sample-steps 16`.
 #
 # Next: [notebook 3](03_exact_ground_truth.py) uses the exact answer for more than
 # sampling: likelihoods and the error of the network at each noise level.

@@ -102,10 +102,10 @@ def train_with_curve(
     spaced in steps. The clock runs only inside the training loop (its GIF frames included,
     as in `diffusion train`); scoring is not counted."""
     trainer = Trainer(config, dataset)
-    every = max(1, config.steps // evaluations)
+    every = max(1, config.train_steps // evaluations)
     points = []
-    while trainer.step < config.steps:
-        trainer.run(progress=False, until=min(config.steps, trainer.step + every))
+    while trainer.step < config.train_steps:
+        trainer.run(progress=False, until=min(config.train_steps, trainer.step + every))
         draw = model_draw(
             trainer, trainer.ema, config.sampler, config.sample_steps, config.sample_grid
         )

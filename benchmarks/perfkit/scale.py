@@ -50,7 +50,7 @@ def step_time(trainer: Trainer, steps: int = TIMED, repeats: int = REPEATS) -> f
 
 def _config(**changes) -> TrainConfig:
     # A long nominal run keeps the learning rate schedule away from its end while timing.
-    return TrainConfig(steps=10**6, checkpoint_every=0, snapshot_every=10**6, **changes)
+    return TrainConfig(train_steps=10**6, checkpoint_every=0, snapshot_every=10**6, **changes)
 
 
 def training_throughput(log) -> list[dict]:
@@ -93,7 +93,7 @@ def sampling_scale(log) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         run_training(
-            TrainConfig(steps=50, eval_samples=1000, snapshot_samples=100), run_dir, progress=False
+            TrainConfig(train_steps=50, eval_samples=1000, snapshot_samples=100), run_dir, progress=False
         )
         cli = [sys.executable, "-m", "diffusion"]
         base_s, base_mib = _peak_rss_mib(
@@ -151,7 +151,7 @@ def dimension_scale(log) -> list[dict]:
             row = {
                 "dim": dim,
                 "train_s": round(trainer.seconds, 2),
-                "ms_per_step": round(1e3 * trainer.seconds / config.steps, 3),
+                "ms_per_step": round(1e3 * trainer.seconds / config.train_steps, 3),
                 "sample_s_10k": round(sample_s, 2),
                 "ratio": scorer(draw),
                 "exact_ratio": scorer(lambda n, g, oracle=oracle: oracle.sample(n, generator=g).x),
