@@ -184,7 +184,7 @@ for name, points in [
 config = TrainConfig(
     dataset=str(mixture_path),
     process="edm",
-    steps=1000,
+    train_steps=1000,
     n_train=20_000,
     snapshot_every=1000,
     snapshot_samples=200,

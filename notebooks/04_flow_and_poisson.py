@@ -170,7 +170,7 @@ plt.show()
 # %%
 common = dict(
     dataset="swissroll",
-    steps=1000,
+    train_steps=1000,
     n_train=20_000,
     snapshot_every=1000,  # no training animation here
     snapshot_samples=200,

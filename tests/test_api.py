@@ -66,3 +66,13 @@ def test_a_run_trained_on_an_array_cannot_evaluate_after_loading(tmp_path):
     assert loaded.sample(10).shape == (10, 2)
     with pytest.raises(ValueError, match="in-memory array"):
         loaded.evaluate(50)
+
+
+def test_run_sample_is_diffusion_sample_with_the_same_seed(tmp_path):
+    from diffusion.cli import main
+
+    run = diffusion.train("gaussians", out=tmp_path / "run", progress=False, **TINY)
+    out = tmp_path / "x.npy"
+    assert main(["sample", "--run", str(tmp_path / "run"), "--n", "50", "--seed", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    torch.testing.assert_close(torch.from_numpy(np.load(out)), run.sample(50, seed=3))

@@ -22,10 +22,14 @@ STREAMS: dict[str, int] = {
     "reverse": 5,  # the particles of reverse.gif
     "metrics": 6,  # the fresh data and projections the metrics use
     "order": 7,  # the order in which training points are visited
+    "nll.data": 8,  # the fresh data `diffusion nll` measures
+    "nll.probes": 9,  # its Hutchinson probes and dequantisation noise
+    "diagnose.curve": 10,  # the run seed of diagnose's quality-vs-NFE curve
     "diagnose.fresh": 11,  # fresh data for `diffusion diagnose`
     "diagnose.samples": 12,  # the model's samples it measures
     "diagnose.memoriser": 13,  # samples of the training set's exact oracle
     "diagnose.subset": 14,  # the training points kept for the reference
+    "compare": 15,  # the run seed of the samples `diffusion compare` scores
 }
 #: slots per seed: seed * SLOTS + slot must stay distinct across seeds.
 SLOTS = 16

@@ -1,4 +1,8 @@
-"""`diffusion nll` and `diffusion diagnose`: likelihoods and diagnostics."""
+"""`diffusion nll` and `diffusion diagnose`: likelihoods and diagnostics.
+
+What a model allows is read from its process's attributes (`gaussian`, `discrete_steps`),
+never from the process's name.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ MAX_DIAGNOSE = 10**5  # points per measurement of `diffusion diagnose`
 def cmd_nll(args: argparse.Namespace) -> int:
     from diffusion.data import get_dataset
     from diffusion.measure.likelihood import ddpm_bound, exact_nll, pf_ode_nll, standard_error
-    from diffusion.utils import default_device, make_generator
+    from diffusion.streams import stream
+    from diffusion.utils import default_device
 
     if args.n > MAX_NLL:
         raise UsageError(f"--n must be at most {MAX_NLL:_} for nll, got {args.n:_}")
@@ -28,12 +33,13 @@ def cmd_nll(args: argparse.Namespace) -> int:
         raise UsageError(f"nll needs a Gaussian path; {trained.config.process} is not one")
     dataset = get_dataset(trained.config.dataset)
     device = default_device()
-    x = dataset.sample(args.n, make_generator(args.seed))  # (n, d) fresh data
-    generator = make_generator(args.seed + 1, device)
+    x = dataset.sample(args.n, stream(args.seed, "nll.data"))  # (n, d) fresh data
+    generator = stream(args.seed, "nll.probes", device)
     if args.method == "bound":
-        if trained.config.process != "ddpm":
-            raise UsageError(f"--method bound is the DDPM variational bound; this model is "
-                             f"{trained.config.process}")  # fmt: skip
+        if trained.process.discrete_steps is None:
+            raise UsageError(f"--method bound is the variational bound of a discrete-time "
+                             f"process (ddpm); {trained.config.process} has continuous time "
+                             "(use --method ode)")  # fmt: skip
         result = ddpm_bound(trained, x, generator=generator, device=device)
     else:
         result = pf_ode_nll(trained, x, divergence=args.divergence, rtol=args.rtol,
@@ -74,11 +80,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     trained = load_model(args.run)
     if not trained.process.gaussian:
         raise UsageError(f"diagnose needs a Gaussian path; {trained.config.process} is not one")
-    if trained.process.coupling != "independent":
-        raise UsageError(f"diagnose measures the network against the exact denoiser of "
-                         f"independent noise; this run was trained with coupling "
-                         f"{trained.process.coupling!r}, which learns another field (use "
-                         "evaluate or nll)")  # fmt: skip
     out = Path(args.out) if args.out else Path(args.run) / "diagnostics"
     check_writable(out, "--out", directory=True)
     report = diagnose(trained, out, n=args.n, seed=args.seed, progress=not args.quiet)

@@ -84,7 +84,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(name, choices=meta.choices, default=None, help=help_text(setting))
         else:
             group.add_argument(name, type=_parse(setting, kind), default=None,
-                               metavar=kind.upper(), help=help_text(setting))  # fmt: skip
+                               metavar=meta.metavar or kind.upper(), help=help_text(setting))  # fmt: skip
 
 
 def config_overrides(args: argparse.Namespace) -> dict:

@@ -48,6 +48,7 @@ class Setting:
     open_high: bool = False  # the value must be below `high`
     choices: tuple[str, ...] | None = None
     unset: str = ""  # what None means, for --help
+    metavar: str = ""  # how --help names the value (default: its kind, INT, FLOAT, STR)
 
 
 def setting(default: object, help: str, group: str, **meta: Any) -> Any:
@@ -66,8 +67,9 @@ class TrainConfig:
 
     # Data.
     dataset: str = setting(
-        "swissroll", "a toy set name, or a .npy/.csv point cloud or .json mixture file", "data"
-    )
+        "swissroll", "a toy set name, or a .npy/.csv point cloud or .json mixture file", "data",
+        metavar="NAME|FILE",
+    )  # fmt: skip
     n_train: int = setting(
         100_000, "points drawn once from a toy set to train on (files use all rows)", "data",
         low=1, high=10**7,
@@ -160,7 +162,7 @@ class TrainConfig:
     seed: int = setting(0, "seed of every random stream of the run", "network and optimisation",
                         low=0, high=MAX_SEED)  # fmt: skip
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda[:N]",
-                          "network and optimisation")  # fmt: skip
+                          "network and optimisation", metavar="DEVICE")  # fmt: skip
     # Sampling during and after training.
     sampler: str | None = setting(
         None, "the sampler", "sampling, pictures and checkpoints", choices=tuple(SAMPLERS),

@@ -24,11 +24,10 @@ from diffusion.data import Dataset, get_dataset
 from diffusion.errors import ConfigError
 from diffusion.io.runs import load_model
 from diffusion.measure.metrics import MetricsReport
-from diffusion.streams import stream
 from diffusion.training.config import TrainConfig
 from diffusion.training.loop import Trainer
 from diffusion.training.trained import TrainedModel
-from diffusion.utils import default_device
+from diffusion.utils import default_device, make_generator
 from diffusion.workflows.run import evaluate as evaluate_samples
 from diffusion.workflows.run import run_training
 
@@ -62,12 +61,13 @@ class Run:
     ) -> torch.Tensor:
         """n samples in the data's units, (n, d) on the CPU; settings left out are the run's.
 
-        `options` are the sampler's own (e.g. ``eta`` for DDIM); `seed` fixes the draw.
+        `options` are the sampler's own (e.g. ``eta`` for DDIM); `seed` fixes the draw, the
+        same as ``diffusion sample --seed``.
         """
         device = device or default_device()
         result = self.model.sample(
             n, sampler=sampler, steps=sample_steps, grid=sample_grid,
-            generator=stream(seed, "eval", device), device=device, **options,
+            generator=make_generator(seed, device), device=device, **options,
         )  # fmt: skip
         return result.x.cpu()
 

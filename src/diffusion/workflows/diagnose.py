@@ -5,6 +5,11 @@ memorisation.png, density.png and field.gif (2-D data only), and diagnostics.jso
 figures behind them. Without a mixture, the reference is the exact score of the training
 set (at most `REFERENCE_POINTS` of its points, drawn at random), and "training point" in the
 memorisation figure means a point of that subset.
+
+The reference is always on the Gaussian path of independent noise. For a run trained with a
+coupling (flow matching's default, minibatch optimal transport) the network learns another,
+straighter field, so its error against the reference includes that difference; the printed
+reference line and diagnostics.json say so.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from tqdm.auto import tqdm
 
 from diffusion.data import get_dataset
 from diffusion.measure import diagnostics as dg
-from diffusion.streams import stream
+from diffusion.streams import stream, stream_seed
 from diffusion.training.build import training_points
 from diffusion.utils import atomic_write_text
 from diffusion.viz import diagnostics as plots
 from diffusion.viz.plots import compute_limits
-from diffusion.workflows.exact import memoriser, reference
+from diffusion.workflows.exact import describe_reference, memoriser, reference
 
 #: Training points kept for the training-set reference and the memoriser (a random subset
 #: beyond this): each query of an empirical oracle costs one term per point.
@@ -45,8 +50,12 @@ def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool
         train = train[keep[:REFERENCE_POINTS]]
     exact, name = reference(trained, dataset, train)
     fresh = dataset.sample(n, stream(seed, "diagnose.fresh"))
-    report: dict = {"run_dataset": config.dataset, "process": config.process, "reference": name}
-    steps = [k for k in CURVE_STEPS if config.process != "ddpm" or k <= config.diffusion_steps]
+    report: dict = {
+        "run_dataset": config.dataset, "process": config.process,
+        "coupling": trained.process.coupling, "reference": describe_reference(trained, name),
+    }  # fmt: skip
+    most = trained.process.discrete_steps  # a discrete process samples at most its own steps
+    steps = [k for k in CURVE_STEPS if most is None or k <= most]
     tasks = ["error by time", "quality vs NFE", "prior mismatch", "memorisation"]
     if trained.dim == 2:
         tasks += ["density", "field"]
@@ -60,7 +69,7 @@ def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool
             plots.plot_error_by_time(errors, out / "error_by_time.png", reference_name=name)
             report["error_by_time"] = {**errors.__dict__, **dg.summary(errors)}
         elif task == "quality vs NFE":
-            curve = dg.nfe_curve(trained, exact, dataset, steps=steps, n=n, seed=seed + 1)
+            curve = dg.nfe_curve(trained, exact, dataset, steps=steps, n=n, seed=stream_seed(seed, "diagnose.curve"))
             plots.plot_nfe_curve(curve, out / "nfe_curve.png", reference_name=name)
             report["nfe_curve"] = curve.__dict__
         elif task == "prior mismatch":

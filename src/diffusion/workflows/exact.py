@@ -3,6 +3,10 @@
 `exact_model` wraps `diffusion.measure.oracle.Oracle` as a `TrainedModel`, so sampling,
 evaluation, likelihoods and diagnostics run on the true data law through the code a network
 goes through; `reference` picks what a run is compared with in `diffusion diagnose`.
+
+The exact field is always that of the Gaussian path, where noise is drawn independently of
+the data: a coupling (minibatch optimal transport, `diffusion.processes.coupling`) changes
+what a network learns, not what the oracle knows.
 """
 
 from __future__ import annotations
@@ -43,14 +47,13 @@ def exact_model(
 
     The process sees standardised data, as in training: by `normalizer` when given (a run's,
     to compare with its network), else by the mixture's own mean and standard deviation.
-    `process` reuses an existing process object (else one is built from `config`).
+    `process` reuses an existing process object when it draws independent noise; else (None,
+    or a coupled process) one of independent noise is built from `config`.
     """
     config.validate()  # fills the process's defaults (prediction, sampler, steps)
     if normalizer is None:
         normalizer = Normalizer(shift=mixture.mean().float(), scale=mixture.std().float())
-    if process is None:
-        # The exact field is the Gaussian path's, that of independent pairs: a coupling
-        # changes what a network learns, not what the oracle knows.
+    if process is None or process.coupling != "independent":
         process = build_process(dataclasses.replace(config, coupling="independent"))
     oracle = Oracle(mixture.affine(normalizer.shift, normalizer.scale), process, dtype)
     return ExactModel(
@@ -60,17 +63,32 @@ def exact_model(
 
 
 def reference(trained, dataset: Dataset, training_points: torch.Tensor) -> tuple[ExactModel, str]:
-    """The exact model to compare `trained` with, in the run's coordinates, and its name."""
+    """The exact model to compare `trained` with, in the run's coordinates, and its short name
+    (for figure legends): the oracle of the run's mixture, else of its training set, always on
+    the Gaussian path of independent noise (see `describe_reference`)."""
     if dataset.mixture is None:
         return memoriser(trained, training_points), "exact (training set)"
     return _exact_in_run(trained, dataset.mixture), "exact (mixture)"
 
 
+def describe_reference(trained, name: str) -> str:
+    """The reference's name, and for a run trained with a coupling what comparing with it
+    includes: one line, printed by `diffusion diagnose` and written to diagnostics.json."""
+    if trained.process.coupling == "independent":
+        return name
+    return (
+        f"{name}, Gaussian path of independent noise: a network trained with coupling "
+        f"{trained.process.coupling!r} learns a straighter field, so its error by time "
+        "includes that difference"
+    )
+
+
 def memoriser(trained, training_points: torch.Tensor) -> ExactModel:
-    """The empirical optimal denoiser of the training set, with the run's process and
-    coordinates: a model that has memorised its data perfectly."""
+    """The empirical optimal denoiser of the training set, with the run's process (of
+    independent noise) and coordinates: a model that has memorised its data perfectly."""
     return _exact_in_run(trained, GaussianMixture.points(training_points))
 
 
 def _exact_in_run(trained, mixture: GaussianMixture) -> ExactModel:
+    # the run's process is reused unless it is coupled (exact_model then builds its own)
     return exact_model(mixture, trained.config, trained.normalizer, process=trained.process)
