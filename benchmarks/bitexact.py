@@ -7,6 +7,11 @@ the new one (each with its own source tree first on PYTHONPATH) and compare the 
     python benchmarks/bitexact.py --out new.json
     python benchmarks/bitexact.py --compare old.json new.json
 
+or both in one run, alternating old and new for each case so that both see the same machine
+(`--seeds` repeats the default recipe over seeds 0..N-1; the old tree uses the old spelling):
+
+    python benchmarks/bitexact.py --against /path/to/old/src --seeds 20 --out both.json
+
 `--legacy` spells the options as the command did before the restructuring (`--steps` for
 training steps). Each case is a real `diffusion train` run in a temporary directory.
 """
@@ -59,20 +64,59 @@ def fingerprint(run_dir: Path) -> dict:
     }
 
 
-def run_cases(legacy: bool) -> dict:
+def train_once(out: Path, options: list[str], legacy: bool, src: str | None) -> dict:
+    """One `diffusion train` run (with `src` first on PYTHONPATH, if given); its fingerprint."""
+    cmd = [sys.executable, "-m", "diffusion", "train", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if src is not None:
+        env["PYTHONPATH"] = src
+    subprocess.run(cmd + spelled(options, legacy), check=True, env=env, stdout=subprocess.DEVNULL)
+    return fingerprint(out)
+
+
+def run_cases(legacy: bool, cases: list) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, options in CASES:
-            out = Path(tmp) / name
-            cmd = [sys.executable, "-m", "diffusion", "train", "--quiet", "--out", str(out)]
-            env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-            subprocess.run(cmd + spelled(options, legacy), check=True, env=env,
-                           stdout=subprocess.DEVNULL)  # fmt: skip
-            results[name] = fingerprint(out)
-            print(f"{name}: {results[name]['weights_sha256'][:16]} "
-                  f"SW ratio {results[name]['metrics']['sliced_wasserstein']['ratio']:.4f} "
-                  f"({results[name]['train_seconds']} s)", flush=True)  # fmt: skip
+        for name, options in cases:
+            results[name] = found = train_once(Path(tmp) / name, options, legacy, None)
+            print(f"{name}: {found['weights_sha256'][:16]} SW ratio "
+                  f"{found['metrics']['sliced_wasserstein']['ratio']:.4f} "
+                  f"({found['train_seconds']} s)", flush=True)  # fmt: skip
     return results
+
+
+def run_against(old_src: str, cases: list) -> dict:
+    """Each case on the old tree, then on this one, in turn; returns {"old": ..., "new": ...}."""
+    results: dict = {"old": {}, "new": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in cases:
+            old = train_once(Path(tmp) / f"old-{name}", options, True, old_src)
+            new = train_once(Path(tmp) / f"new-{name}", options, False, None)
+            results["old"][name], results["new"][name] = old, new
+            same = (
+                old["weights_sha256"] == new["weights_sha256"] and old["metrics"] == new["metrics"]
+            )
+            print(f"{name:<12} {'identical' if same else 'DIFFER'}  SW ratio "
+                  f"{new['metrics']['sliced_wasserstein']['ratio']:.4f}  train "
+                  f"{old['train_seconds']:.2f} s old, {new['train_seconds']:.2f} s new", flush=True)  # fmt: skip
+    return results
+
+
+def summary(results: dict) -> None:
+    """Medians over the default recipe's seeds: SW ratio and training time, old and new."""
+    import statistics
+
+    names = [n for n in results["new"] if n.startswith("seed-")]
+    if not names:
+        return
+    for side in ("old", "new"):
+        ratios = [results[side][n]["metrics"]["sliced_wasserstein"]["ratio"] for n in names]
+        times = [results[side][n]["train_seconds"] for n in names]
+        print(f"{side}: median SW ratio {statistics.median(ratios):.3f}, median training time "
+              f"{statistics.median(times):.2f} s over {len(names)} seeds")  # fmt: skip
+    old_t = statistics.median(results["old"][n]["train_seconds"] for n in names)
+    new_t = statistics.median(results["new"][n]["train_seconds"] for n in names)
+    print(f"training time new / old: {new_t / old_t:.3f}")
 
 
 def compare(old: dict, new: dict) -> int:
@@ -92,14 +136,23 @@ def main() -> int:
     parser.add_argument("--legacy", action="store_true", help="the old spelling of options")
     parser.add_argument("--out", help="write the fingerprints here (JSON)")
     parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
+    parser.add_argument("--against", metavar="OLD_SRC", help="the old tree's src directory")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="also the default recipe with seeds 0..N-1 (instead of the cases)")  # fmt: skip
     args = parser.parse_args()
     if args.compare:
         old, new = (json.loads(Path(p).read_text()) for p in args.compare)
         return compare(old, new)
-    results = run_cases(args.legacy)
+    cases = [(f"seed-{s}", ["--seed", str(s)]) for s in range(args.seeds)] or CASES
+    if args.against:
+        results = run_against(args.against, cases)
+        summary(results)
+        bad = compare(results["old"], results["new"])
+    else:
+        results, bad = run_cases(args.legacy, cases), 0
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    return bad
 
 
 if __name__ == "__main__":

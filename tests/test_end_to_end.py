@@ -7,8 +7,8 @@ import json
 import torch
 from PIL import Image
 
-from diffusion.io.runs import load_model
 from diffusion.data import get_dataset
+from diffusion.io.runs import load_model
 from diffusion.measure.metrics import sliced_wasserstein
 from diffusion.utils import make_generator
 

@@ -3,7 +3,9 @@
 One module per command (train, sample and evaluate, nll and diagnose, compare), the parser
 in `parser`, and what they share in `common`.
 
-Bad input never shows a traceback: it prints one line naming the problem and exits 2.
+Bad input never shows a traceback: it prints one line naming the problem and exits 2 (an
+unknown option or command with the closest one: "did you mean ...?"). Without arguments the
+command prints its usage and its commands, and exits 2.
 """
 
 from __future__ import annotations
@@ -38,8 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffusion.training.config import ConfigError
     from diffusion.training.loop import NonFiniteLossError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:
+        print(parser.format_help(), end="", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version print, then exit 0
+            return exc.code or 0
         return COMMANDS[args.command](args)
     except NonFiniteLossError as exc:  # not bad input: training itself failed
         print(f"diffusion: error: {' '.join(str(exc).split())}", file=sys.stderr)

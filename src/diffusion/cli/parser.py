@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import diffusion
 from diffusion.cli.common import (
     Parser,
     add_model_options,
@@ -12,6 +13,18 @@ from diffusion.cli.common import (
 )
 
 DESCRIPTION = "The `diffusion` command: train, sample and evaluate models on toy and user data."
+EPILOG = "`diffusion COMMAND --help` lists a command's options."
+
+#: Other spellings of options, per command: names before 0.2.0 (--steps, --grid) and common
+#: variants. Given, they are refused, with the option to use instead.
+SYNONYMS = {
+    "train": {"--steps": "--train-steps", "--grid": "--sample-grid", "--learning-rate": "--lr"},
+    "sample": {"--steps": "--sample-steps", "--grid": "--sample-grid", "--samples": "--n"},
+    "evaluate": {"--steps": "--sample-steps", "--grid": "--sample-grid", "--samples": "--n"},
+    "compare": {"--steps": "--train-steps", "--samples": "--n"},
+    "nll": {"--samples": "--n"},
+    "diagnose": {"--samples": "--n"},
+}
 
 
 def build_parser() -> Parser:
@@ -22,8 +35,11 @@ def build_parser() -> Parser:
 
     datasets = ", ".join(available_datasets())
     processes, samplers = ", ".join(PROCESSES), ", ".join(SAMPLERS)
-    parser = Parser(prog="diffusion", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser = Parser(prog="diffusion", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"diffusion {diffusion.__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND", title="commands"
+    )
 
     train = commands.add_parser(
         "train",
@@ -40,61 +56,99 @@ def build_parser() -> Parser:
     add_config_options(train)
 
     sample = commands.add_parser(
-        "sample", help="draw samples from a trained run (or from the exact oracle of a mixture)"
+        "sample",
+        help="draw samples from a run or from the exact oracle of a mixture",
+        description="Draw --n samples from a trained run (--run DIR) or from the exact score of "
+        "a Gaussian mixture (--oracle), and write them to --out, an .npy file holding an (n, d) "
+        "float32 array in the data's units. The sampler, its steps and time grid are the run's "
+        "unless given.",
     )
     add_model_options(sample)
     sample.add_argument("--n", type=positive_int, required=True, help="number of samples")
     add_sampling_options(sample)
-    sample.add_argument("--seed", type=seed_int, default=0)
+    sample.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draw "
+                        "and the sampler's noise (default: 0)")  # fmt: skip
     sample.add_argument("--out", required=True, help="output .npy file, an (n, d) float32 array")
 
     evaluate = commands.add_parser(
-        "evaluate", help="measure fresh samples of a run against fresh data"
+        "evaluate",
+        help="measure fresh samples of a run against fresh data",
+        description="Draw fresh samples of a run (or of the exact oracle) and measure them "
+        "against fresh draws of its data set: sliced Wasserstein, MMD and energy distance, each "
+        "beside its data-vs-data floor. Prints a table (or JSON with --json); writes no files.",
     )
     add_model_options(evaluate)
     evaluate.add_argument(
-        "--n", type=positive_int, default=None, help="samples (default: the run's)"
+        "--n", type=positive_int, default=None, help="samples (default: the run's --eval-samples)"
     )
     add_sampling_options(evaluate)
-    evaluate.add_argument("--seed", type=seed_int, default=1)
+    evaluate.add_argument("--seed", type=seed_int, default=1, help="seed of the samples and "
+                          "the data draws (default: 1)")  # fmt: skip
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    nll = commands.add_parser(
-        "nll", help="negative log-likelihood of fresh data by the probability-flow ODE"
-    )
-    add_model_options(nll)
-    nll.add_argument("--n", type=positive_int, default=1000, help="data points (default 1000)")
-    nll.add_argument("--seed", type=seed_int, default=0, help="seed of the data draw and probes")
-    nll.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact",
-                     help="exact: one backward pass per dimension; hutchinson: one in all")  # fmt: skip
-    nll.add_argument("--method", choices=("ode", "bound"), default="ode",
-                     help="ode: probability-flow likelihood; bound: DDPM variational bound")  # fmt: skip
-    nll.add_argument("--rtol", type=positive_float, default=1e-5, help="ODE relative tolerance")
-    nll.add_argument("--atol", type=positive_float, default=1e-5, help="ODE absolute tolerance")
-    nll.add_argument("--json", action="store_true", help="print JSON instead of lines")
-
-    diagnose = commands.add_parser(
-        "diagnose", help="where a run is wrong: error per time, NFE curve, memorisation, density"
-    )
-    diagnose.add_argument("--run", required=True, help="run directory written by `diffusion train`")
-    diagnose.add_argument("--out", default=None, help="output directory (default RUN/diagnostics)")
-    diagnose.add_argument("--n", type=positive_int, default=4000, help="points per measurement")
-    diagnose.add_argument("--seed", type=seed_int, default=0)
-    diagnose.add_argument("--quiet", action="store_true", help="no progress bar")
-
     compare = commands.add_parser(
-        "compare", help="several runs side by side: compare.png, compare.gif, compare.json"
+        "compare",
+        help="several runs side by side (pictures and metrics)",
+        description="Compare runs side by side: finished runs (--run DIR, repeated) and runs of "
+        "default recipes trained first into OUT/<process> (--process P ...). Writes into --out "
+        "compare.png (data and each run's samples, with sampler, NFE and SW ratio), compare.gif "
+        "(their reverse processes) and compare.json (the figures).",
     )
     compare.add_argument("--run", action="append", default=[], help="a finished run (repeat)")
     compare.add_argument(
         "--process", nargs="+", default=[], choices=sorted(PROCESSES),
         help="train these processes first (default recipes) into OUT/<process>",
     )  # fmt: skip
-    compare.add_argument("--dataset", default=None, help="data for --process (default swissroll)")
+    compare.add_argument("--dataset", default=None,
+                         help="data for --process (default: swissroll)")  # fmt: skip
     compare.add_argument("--train-steps", type=positive_int, default=None,
                          help="training steps of each --process (default: the recipe's)")  # fmt: skip
-    compare.add_argument("--seed", type=seed_int, default=0)
-    compare.add_argument("--n", type=positive_int, default=5000, help="samples per run")
+    compare.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
+    compare.add_argument("--n", type=positive_int, default=5000,
+                         help="samples per run (default: 5000)")  # fmt: skip
     compare.add_argument("--out", required=True, help="output directory")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    nll = commands.add_parser(
+        "nll",
+        help="negative log-likelihood by the probability-flow ODE",
+        description="Negative log-likelihood of --n fresh points of the run's data set, in nats "
+        "per point and bits per dimension, by the probability-flow ODE (or, for a discrete-time "
+        "DDPM, its variational bound with --method bound). On a Gaussian mixture the exact NLL "
+        "is printed beside it. Prints lines (or JSON with --json); writes no files.",
+    )
+    add_model_options(nll)
+    nll.add_argument("--n", type=positive_int, default=1000, help="data points (default: 1000)")
+    nll.add_argument("--seed", type=seed_int, default=0,
+                     help="seed of the data draw and probes (default: 0)")  # fmt: skip
+    nll.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact",
+                     help="exact: one backward pass per dimension; hutchinson: one in all "
+                     "(default: exact)")  # fmt: skip
+    nll.add_argument("--method", choices=("ode", "bound"), default="ode",
+                     help="ode: probability-flow likelihood; bound: DDPM variational bound "
+                     "(default: ode)")  # fmt: skip
+    nll.add_argument("--rtol", type=positive_float, default=1e-5,
+                     help="ODE relative tolerance (default: 1e-5)")  # fmt: skip
+    nll.add_argument("--atol", type=positive_float, default=1e-5,
+                     help="ODE absolute tolerance (default: 1e-5)")  # fmt: skip
+    nll.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="where a run is wrong: error by time, NFE, memorisation, density",
+        description="Measure where a run is wrong against an exact reference (the oracle of its "
+        "mixture, else of its training set): error by time, quality against NFE, prior "
+        "mismatch, memorisation, and for 2-D data its density and score field. Writes "
+        "error_by_time.png, nfe_curve.png, memorisation.png, density.png, field.gif and "
+        "diagnostics.json into --out (default: RUN/diagnostics), and prints a summary.",
+    )
+    diagnose.add_argument("--run", required=True, help="run directory written by `diffusion train`")
+    diagnose.add_argument("--out", default=None, help="output directory (default: RUN/diagnostics)")
+    diagnose.add_argument("--n", type=positive_int, default=4000,
+                          help="points per measurement (default: 4000)")  # fmt: skip
+    diagnose.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
+    diagnose.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    for name, subparser in commands.choices.items():
+        subparser.synonyms = SYNONYMS.get(name, {})
     return parser

@@ -10,6 +10,7 @@ the data normaliser, checksummed; see `tensorfile`). Training checkpoints live i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import diffusion
@@ -28,6 +29,7 @@ CONFIG = "config.json"
 CONFIG_TOML = "config.toml"
 MODEL_KIND = "model"
 FORMAT_VERSION = 2  # 2: checksummed model file, config.json written when training starts
+RUN_DEPTH = 3  # folders up from a path inside a run to look for it (RUN/checkpoints/file)
 
 
 def write_run_config(run_dir: str | Path, config: TrainConfig, dim: int) -> None:
@@ -44,12 +46,29 @@ def write_run_config(run_dir: str | Path, config: TrainConfig, dim: int) -> None
     atomic_write_text(run_dir / CONFIG_TOML, to_toml(config))
 
 
-def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, int]:
-    """The config and data dimension recorded in a run directory."""
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory `path` lies in (a file of a run, its checkpoints/, a checkpoint in
+    them...), or None: the nearest of its parents holding a config.json, a few levels up."""
+    for parent in list(path.resolve().parents)[:RUN_DEPTH]:
+        if (parent / CONFIG).is_file():
+            return Path(os.path.relpath(parent)) if not path.is_absolute() else parent
+    return None
+
+
+def read_run_config(run_dir: str | Path, *, option: str = "--run") -> tuple[TrainConfig, int]:
+    """The config and data dimension recorded in a run directory; `option` is what named
+    it on the command line (for the message when it names a file or folder inside a run)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
     path = run_dir / CONFIG
+    if not (run_dir.is_dir() and path.is_file()):
+        inside = enclosing_run(run_dir) if run_dir.exists() else None
+        if inside is not None:
+            raise CheckpointError(f"{option} expects a run directory; pass {inside} "
+                                  f"({run_dir} is inside it)")  # fmt: skip
+    if not run_dir.exists():
+        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{option} expects a run directory; {str(run_dir)!r} is a file")
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: is {run_dir} a training run?")
     try:
@@ -80,10 +99,11 @@ def save_model(run_dir: str | Path, trained: TrainedModel) -> None:
     write_tensor_file(Path(run_dir) / WEIGHTS, tensors, meta)
 
 
-def load_model(run_dir: str | Path) -> TrainedModel:
-    """Load a finished run; raises CheckpointError (one line) on anything wrong."""
+def load_model(run_dir: str | Path, *, option: str = "--run") -> TrainedModel:
+    """Load a finished run; raises CheckpointError (one line) on anything wrong. `option` is
+    what named the run on the command line (see `read_run_config`)."""
     run_dir = Path(run_dir)
-    config, dim = read_run_config(run_dir)
+    config, dim = read_run_config(run_dir, option=option)
     if not (run_dir / WEIGHTS).is_file():
         raise CheckpointError(
             f"{run_dir / WEIGHTS} is missing: the run has not finished training "

@@ -5,6 +5,11 @@ The reference is the exact oracle of the data law when the data set is a Gaussia
 training point a zero-variance component: the denoiser of a model that memorises). All
 functions work in the process's (standardised) coordinates unless they say otherwise.
 
+The reference is the field of the Gaussian path, where noise is independent of the data, and
+the measurements draw noise that way. A network trained with a coupling (minibatch optimal
+transport) learned another, straighter field with the same end points: against this
+reference its error includes that difference, which is not a failure to learn.
+
 - `error_by_time`: the training loss of the model and of the reference (the irreducible part)
   and the model's noise-prediction error against the reference, per time bin with its
   log-SNR: which noise levels the network has not learned.
@@ -48,7 +53,8 @@ class TimeErrors:
 def error_by_time(trained, exact, x0: torch.Tensor, *, bins: int = 24, seed: int = 0) -> TimeErrors:
     """Loss and noise-prediction error per time bin, on data x0 (n, d) in data coordinates.
 
-    Each bin draws one time per point uniformly inside the bin and fresh noise.
+    Each bin draws one time per point uniformly inside the bin and fresh noise, independent
+    of x0 (never coupled: the reference's path).
     """
     process = trained.process
     z = trained.normalizer.normalize(x0.float())  # (n, d)
