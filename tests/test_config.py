@@ -44,3 +44,12 @@ def test_a_beta_schedule_is_refused_outside_ddpm():
 def test_sample_steps_cannot_exceed_diffusion_steps():
     with pytest.raises(ConfigError, match="sample_steps"):
         TrainConfig.from_dict({"process": "ddpm", "diffusion_steps": 50, "sample_steps": 100})
+
+
+def test_a_config_is_checked_when_it_is_made():
+    """No TrainConfig exists with a bad value: construction validates (and fills defaults)."""
+    with pytest.raises(ConfigError, match=r"train_steps must be in \[1, 100_000_000\], got -3"):
+        TrainConfig(train_steps=-3)
+    with pytest.raises(ConfigError, match="sigma_min applies to the ve, edm, ncsn and poisson"):
+        TrainConfig(process="vp", sigma_min=0.1)
+    assert TrainConfig(process="edm").sample_steps == 32  # filled from the EDM class
