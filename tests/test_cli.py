@@ -174,7 +174,17 @@ def test_sample_in_chunks_fills_every_row_with_fresh_draws(capsys, tiny_run, tmp
     monkeypatch.setattr(cli.sample, "SAMPLE_CHUNK", 50)
     run_dir, _ = tiny_run
     out = tmp_path / "x.npy"
-    args = ["sample", "--run", str(run_dir), "--n", "120", "--sampler", "ddim", "--sample-steps", "5"]
+    args = [
+        "sample",
+        "--run",
+        str(run_dir),
+        "--n",
+        "120",
+        "--sampler",
+        "ddim",
+        "--sample-steps",
+        "5",
+    ]
     code, _, _ = run_cli(capsys, *args, "--out", str(out))
     assert code == 0
     x = np.load(out)

@@ -56,6 +56,8 @@ def test_a_data_set_knows_the_shape_of_one_example():
 def test_metrics_of_images_are_those_of_their_flattened_pixels(metric):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(200, 1, 4, 4, generator=g), torch.randn(150, 1, 4, 4, generator=g) + 0.3
-    flat = metric(x.reshape(200, 16), y.reshape(150, 16), generator=torch.Generator().manual_seed(1))
+    flat = metric(
+        x.reshape(200, 16), y.reshape(150, 16), generator=torch.Generator().manual_seed(1)
+    )
     image = metric(x, y, generator=torch.Generator().manual_seed(1))
     assert image == pytest.approx(flat, rel=1e-12) and image > 0

@@ -89,8 +89,7 @@ def violations(modules: dict[str, str]) -> list[str]:
             layer = LAYERS[part_of(target)]
             if layer > own:
                 problems.append(
-                    f"{module}:{line} imports {target} ({NAMES[own]} may not import "
-                    f"{NAMES[layer]})"
+                    f"{module}:{line} imports {target} ({NAMES[own]} may not import {NAMES[layer]})"
                 )
     return problems
 

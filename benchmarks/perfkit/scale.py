@@ -93,7 +93,9 @@ def sampling_scale(log) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         run_training(
-            TrainConfig(train_steps=50, eval_samples=1000, snapshot_samples=100), run_dir, progress=False
+            TrainConfig(train_steps=50, eval_samples=1000, snapshot_samples=100),
+            run_dir,
+            progress=False,
         )
         cli = [sys.executable, "-m", "diffusion"]
         base_s, base_mib = _peak_rss_mib(

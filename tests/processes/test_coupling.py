@@ -19,13 +19,9 @@ from diffusion.processes.coupling import (
 )
 from diffusion.samplers import sample
 from diffusion.training.build import build_process
-from diffusion.training.config import (
-    ConfigError,
-    TrainConfig,
-    critical_differences,
-    upgrade_saved_config,
-)
+from diffusion.training.config import ConfigError, TrainConfig
 from diffusion.training.loop import Trainer
+from diffusion.training.saved_config import critical_differences, upgrade_saved_config
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -10,12 +10,8 @@ import torch
 from diffusion.processes import VE, VP, FlowMatching
 from diffusion.processes.times import TRAIN_TIMES, check_train_times, density, draw_times
 from diffusion.training.build import build_process
-from diffusion.training.config import (
-    ConfigError,
-    TrainConfig,
-    critical_differences,
-    upgrade_saved_config,
-)
+from diffusion.training.config import ConfigError, TrainConfig
+from diffusion.training.saved_config import critical_differences, upgrade_saved_config
 
 N = 400_000
 
@@ -91,7 +87,10 @@ def test_config_resolves_and_checks_train_times():
         assert TrainConfig(process=process).validate().train_times is None
     config = TrainConfig(process="vp", train_times="logit-normal").validate()
     assert build_process(config).train_times == "logit-normal"
-    with pytest.raises(ConfigError, match="train_times applies to the vp, subvp, ve and flow processes only, not edm"):
+    with pytest.raises(
+        ConfigError,
+        match="train_times applies to the vp, subvp, ve and flow processes only, not edm",
+    ):
         TrainConfig(process="edm", train_times="uniform").validate()
     with pytest.raises(ConfigError, match="train_times must be one of"):
         TrainConfig(train_times="cubic").validate()

@@ -25,7 +25,7 @@ import torch
 import diffusion
 from diffusion.errors import CheckpointError
 from diffusion.io.tensorfile import read_tensor_file, write_tensor_file
-from diffusion.training.config import upgrade_saved_config
+from diffusion.training.saved_config import upgrade_saved_config
 from diffusion.training.state import OPTIMIZER_KEYS, TrainingState
 
 CHECKPOINT_DIR = "checkpoints"

@@ -18,7 +18,8 @@ from diffusion.data.normalize import Normalizer
 from diffusion.errors import CheckpointError
 from diffusion.io.tensorfile import read_tensor_file, write_tensor_file
 from diffusion.training.build import build_model, build_process
-from diffusion.training.config import TrainConfig, to_toml, upgrade_saved_config
+from diffusion.training.config import TrainConfig
+from diffusion.training.saved_config import to_toml, upgrade_saved_config
 from diffusion.training.trained import TrainedModel
 from diffusion.utils import atomic_write_text
 

@@ -40,7 +40,8 @@ from diffusion.training.build import (
     resolve_device,
     training_points,
 )
-from diffusion.training.config import TrainConfig, critical_differences
+from diffusion.training.config import TrainConfig
+from diffusion.training.saved_config import critical_differences
 from diffusion.training.state import OPTIMIZER_KEYS, TrainingState, inconsistencies
 
 #: sampling steps for the frames of training.gif (cheap; the final samples use sample_steps).

@@ -69,7 +69,9 @@ def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool
             plots.plot_error_by_time(errors, out / "error_by_time.png", reference_name=name)
             report["error_by_time"] = {**errors.__dict__, **dg.summary(errors)}
         elif task == "quality vs NFE":
-            curve = dg.nfe_curve(trained, exact, dataset, steps=steps, n=n, seed=stream_seed(seed, "diagnose.curve"))
+            curve = dg.nfe_curve(
+                trained, exact, dataset, steps=steps, n=n, seed=stream_seed(seed, "diagnose.curve")
+            )
             plots.plot_nfe_curve(curve, out / "nfe_curve.png", reference_name=name)
             report["nfe_curve"] = curve.__dict__
         elif task == "prior mismatch":
