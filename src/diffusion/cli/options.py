@@ -38,9 +38,8 @@ def _parse(setting: str, kind: str):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
         try:
             check_setting(setting, value)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc).split(", got")[0].replace(
-                f"{setting} must be", "must be")) from None  # fmt: skip
+        except ConfigError as exc:  # "lr must be ..., got x": the option is named by argparse
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{setting} ")) from None
         return value
 
     parse.__name__ = kind  # argparse names the type in its messages
