@@ -20,19 +20,20 @@ import torch
 from safetensors.torch import save_file
 
 import diffusion.io.runs
-import diffusion.workflows.run
 import diffusion.training.loop
-from diffusion.io.runs import load_model, read_run_config
+import diffusion.workflows.run
 from diffusion.cli import main
-from diffusion.training.config import TrainConfig
 from diffusion.io.checkpoints import latest_checkpoint, load_checkpoint, state_to_file
+from diffusion.io.runs import load_model, read_run_config
 from diffusion.io.tensorfile import CheckpointError, read_tensor_file, write_tensor_file
-from diffusion.training.loop import Trainer, build_model
+from diffusion.training.build import build_model
+from diffusion.training.config import TrainConfig
+from diffusion.training.loop import Trainer
 
 SRC = Path(diffusion.__file__).resolve().parent
 
 SMALL = dict(
-    steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10, n_train=500,
+    train_steps=60, width=16, depth=1, diffusion_steps=50, sample_steps=10, n_train=500,
     batch_size=64, eval_samples=500, snapshot_samples=100, snapshot_every=30,
     checkpoint_every=30,
 )  # fmt: skip
@@ -468,7 +469,7 @@ def test_sample_refuses_a_pickled_model(run_copy, tmp_path, capsys, no_compute):
 def test_resume_refuses_a_pickled_checkpoint(run_copy, tmp_path, capsys, no_compute):
     marker = tmp_path / "pwned"
     torch.save(Payload(marker), latest_checkpoint(run_copy))
-    code = main(["train", "--resume", str(run_copy), "--steps", "80", "--quiet"])
+    code = main(["train", "--resume", str(run_copy), "--train-steps", "80", "--quiet"])
     stdout, err = capsys.readouterr()
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "step-00000060.safetensors" in err, err
@@ -494,7 +495,7 @@ def test_the_scan_catches_each_spelling():
 def test_the_package_never_calls_an_unpickler():
     files = sorted(SRC.rglob("*.py"))
     names = {p.relative_to(SRC).as_posix() for p in files}
-    assert {"tensorfile.py", "checkpoint.py", "resume.py", "data/files.py"} <= names
+    assert {"io/tensorfile.py", "io/checkpoints.py", "io/runs.py", "data/files.py"} <= names
     offenders = [
         f"{p.relative_to(SRC)}:{n}: {line.strip()}"
         for p in files

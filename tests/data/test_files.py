@@ -65,7 +65,7 @@ def test_csv_one_column_and_spaces(tmp_path):
 
 
 def test_path_objects_and_uppercase_suffix(tmp_path):
-    np.save(tmp_path / "cloud.npy", np.ones((3, 2)))
+    np.save(tmp_path / "cloud.npy", np.arange(6.0).reshape(3, 2))
     (tmp_path / "cloud.npy").rename(tmp_path / "CLOUD.NPY")
     assert get_dataset(tmp_path / "CLOUD.NPY").points.shape == (3, 2)
 
@@ -93,13 +93,13 @@ def test_sample_is_a_seeded_bootstrap_of_the_rows(tmp_path):
 
 @pytest.mark.parametrize("n", [0, -1, 1.5])
 def test_file_sample_size_is_checked(tmp_path, n):
-    np.save(tmp_path / "cloud.npy", np.ones((3, 2)))
+    np.save(tmp_path / "cloud.npy", np.arange(6.0).reshape(3, 2))
     with pytest.raises(DataError, match="positive integer"):
         get_dataset(str(tmp_path / "cloud.npy")).sample(n, None)
 
 
 def test_file_takes_no_options(tmp_path):
-    np.save(tmp_path / "cloud.npy", np.ones((3, 2)))
+    np.save(tmp_path / "cloud.npy", np.arange(6.0).reshape(3, 2))
     with pytest.raises(DataError, match="noise"):
         get_dataset(str(tmp_path / "cloud.npy"), noise=0.1)
 
@@ -154,6 +154,15 @@ BAD_FILES = {
     "ragged.csv": (_text("1,2\n3,4,5\n"), "line 2 has 3 values, line 1 has 2"),
     "single.npy": (_save(np.array([[1.0, 2.0]])), "only 1 point"),
     "huge.npy": (_save(np.array([[1e300, 0.0], [1.0, 2.0]])), "too large for float32"),
+    "constant.csv": (_text("1.5,2\n" * 100), "every point is the same (1.5, 2): nothing to learn"),
+    "constant.npy": (_save(np.full((100, 3), 7.0)), "every point is the same"),
+    "constant_flat.npy": (_save(np.ones(100)), "shape (100,) is read as 100 points in one dim"),
+    "constant_in_float32.npy": (_save(1e10 + 1e-5 * np.arange(5.0)), "after rounding to float32"),
+    "float32_edge.npy": (_save(np.array([[3e38, -3e38], [-3e38, 3e38]], np.float32)), "too large"),
+    "far_apart.csv": (_text("1e19,0\n0,1\n"), "values too large: a point has norm 1e+19"),
+    "wide.csv": (_text(",".join(["1"] * 5000) + "\n" + ",".join(["2"] * 5000) + "\n"), "4_096"),
+    "wide.npy": (_save(np.zeros((2, 5000))), "has 5_000 coordinates per point; at most 4_096"),
+    "long_integer.csv": (_text("1,2\n3," + "9" * 5000 + "\n"), "beyond float64"),
 }
 
 
@@ -170,6 +179,30 @@ def test_bad_file_raises_one_line_data_error(tmp_path, name):
     assert Path(name).name in message
     assert words in message
     assert isinstance(info.value, ValueError)
+
+
+def test_the_widest_file_loads_and_the_check_comes_before_parsing(tmp_path, monkeypatch):
+    from diffusion.data.files import MAX_DIM
+
+    np.save(tmp_path / "widest.npy", RNG.normal(size=(3, MAX_DIM)))
+    assert load_points(tmp_path / "widest.npy").shape == (3, MAX_DIM)
+    # One line of a million values: refused from the first line, before np.loadtxt.
+    (tmp_path / "wider.csv").write_text(",".join(["1"] * 10**6) + "\n")
+    monkeypatch.setattr(np, "loadtxt", None)  # calling it would raise TypeError
+    with pytest.raises(DataError, match="1_000_000 coordinates"):
+        load_points(tmp_path / "wider.csv")
+
+
+def test_a_constant_column_beside_varying_ones_is_accepted(tmp_path):
+    np.save(tmp_path / "plane.npy", np.c_[RNG.normal(size=10), np.zeros(10)])
+    assert load_points(tmp_path / "plane.npy").shape == (10, 2)
+
+
+@pytest.mark.parametrize("name", ["~no-such-user-here/points.npy", "x" * 300 + ".npy", "a\0b.csv"])
+def test_names_no_file_can_have_are_one_line_errors(name):
+    with pytest.raises(DataError) as info:
+        get_dataset(name)
+    assert "\n" not in str(info.value) and "file name" in str(info.value)
 
 
 def test_directory_is_not_a_file(tmp_path):

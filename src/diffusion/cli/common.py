@@ -4,8 +4,14 @@ groups, output-path checks, and the model a command runs on (a run or the exact 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import inspect
 import math
 import os
+import re
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +19,7 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 MAX_EVALUATE = 10**7  # samples `diffusion evaluate` holds in memory at once
+NUMBER = re.compile(r"^-\.?\d")  # a negative number is a value, not an option
 
 
 class UsageError(Exception):
@@ -20,10 +27,96 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line ("diffusion: error: ...") and exit 2."""
+    """argparse, but errors are one line ("diffusion: error: ...") and exit 2, options are
+    never abbreviated (`--step` is not `--steps`), and an unknown option or command is
+    answered with the closest one ("did you mean ...?").
+
+    Unknown arguments are errors here, `parse_known_args` included: each (sub)parser names
+    its own, with a suggestion from its own options and from `synonyms`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # every subparser too (parser_class=Parser)
+        super().__init__(*args, **kwargs)
+        #: other spellings of this parser's options (old names, common variants) -> the option
+        self.synonyms: dict[str, str] = {}
+        self.commands: argparse.Action | None = None  # the subcommands, when there are some
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
+
+    def add_subparsers(self, **kwargs):
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        if self.commands is not None:
+            self._check_command(args)
+            namespace, extras = super().parse_known_args(args, namespace)
+        else:
+            try:
+                namespace, extras = super().parse_known_args(args, namespace)
+            except UsageError:  # e.g. a required option missing: an unknown one says more
+                extras = self._unknown_options(args)
+                if not extras:
+                    raise
+        if extras:
+            self.error(self._unrecognized(extras))
+        return namespace, []
+
+    def _check_command(self, args: list[str]) -> None:
+        """The first word is the command (the options before it take no value): one of
+        ours, else an error with the closest one."""
+        names = list(self.commands.choices)
+        words = [a for a in args if not a.startswith("-")]
+        if not words:
+            if not {"-h", "--help", "--version"} & set(args):
+                self.error(f"no command given; commands: {', '.join(names)}")
+            return
+        if words[0] not in names:
+            guess = close_match(words[0], names)
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            self.error(f"unknown command {words[0]!r}{hint}; commands: {', '.join(names)}")
+
+    def _unknown_options(self, args: list[str]) -> list[str]:
+        """The words of `args` (before `--`) that look like options this parser lacks."""
+        known = {o for a in self._actions for o in a.option_strings}
+        found = []
+        for arg in args:
+            if arg == "--":
+                break
+            value = arg == "-" or NUMBER.match(arg)  # "-" and "-1.5" are values
+            if arg.startswith("-") and not value and arg.split("=", 1)[0] not in known:
+                found.append(arg)
+        return found
+
+    def _unrecognized(self, extras: list[str]) -> str:
+        """'unrecognized option --x (did you mean --y?)' for the first unknown argument."""
+        first = extras[0]
+        if not first.startswith("-"):
+            return f"unrecognized argument {first!r}"
+        name = first.split("=", 1)[0]
+        guess = self._suggest(name)
+        return f"unrecognized option {name}" + (f" (did you mean {guess}?)" if guess else "")
+
+    def _suggest(self, name: str) -> str | None:
+        """The option meant by `name`: its new name, else the closest of those it begins
+        (an abbreviation), else the closest of all (a typo); None when none is close."""
+        if name in self.synonyms:
+            return self.synonyms[name]
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        options = [*known, *self.synonyms]
+        starts = [o for o in options if o.startswith(name)] if name.startswith("--") else []
+        words = {o.lstrip("-"): o for o in starts or options}  # "--" would weigh in every ratio
+        guess = close_match(name.lstrip("-"), list(words), cutoff=0 if starts else 0.6)
+        return self.synonyms.get(words[guess], words[guess]) if guess else None
+
+
+def close_match(word: str, candidates: list[str], cutoff: float = 0.6) -> str | None:
+    """The candidate closest to `word` (difflib), or None when none is close."""
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
+    return matches[0] if matches else None
 
 
 def _number(cast: type, what: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
@@ -51,7 +144,7 @@ non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """--sampler, --sample-steps, --sample-grid and every sampler's own options."""
-    from diffusion.samplers import SAMPLERS
+    from diffusion.samplers import SAMPLER_OPTIONS, SAMPLERS
     from diffusion.samplers.grids import GRIDS
 
     parser.add_argument("--sampler", choices=list(SAMPLERS), default=None,
@@ -61,16 +154,28 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-grid", choices=GRIDS, default=None,
                         help="the time grid sampling walks (default: the run's)")  # fmt: skip
     group = parser.add_argument_group("sampler options (each applies to the samplers named)")
-    group.add_argument("--eta", type=non_negative_float, help="ddim: noise (0: deterministic)")
-    group.add_argument("--variance", choices=("posterior", "beta"), help="ancestral: variance")
-    group.add_argument("--variable", choices=("sigma", "t"), help="euler, heun: ODE variable")
-    group.add_argument("--churn", type=non_negative_float, help="heun: S_churn (EDM)")
-    group.add_argument("--snr", type=positive_float, help="pc: corrector signal-to-noise ratio")
-    group.add_argument("--corrector-steps", type=non_negative_int, help="pc: Langevin steps")
-    group.add_argument("--step-size", type=positive_float, help="langevin: step / sigma^2")
-    group.add_argument("--langevin-steps", type=positive_int, help="langevin: steps per level")
-    group.add_argument("--rtol", type=positive_float, help="rk45: relative tolerance")
-    group.add_argument("--atol", type=positive_float, help="rk45: absolute tolerance")
+
+    def option(name: str, kind, text: str, **kwargs) -> None:
+        """A sampler's option; its help ends with the default in the sampler's signature."""
+        setting = name.removeprefix("--").replace("-", "_")
+        user = next(s for s, names in SAMPLER_OPTIONS.items() if setting in names)
+        default = inspect.signature(SAMPLERS[user]).parameters[setting].default
+        if default is None:
+            shown = "the process's"
+        else:
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+        group.add_argument(name, type=kind, help=f"{text} (default: {shown})", **kwargs)
+
+    option("--eta", non_negative_float, "ddim: noise, 0 deterministic")
+    option("--variance", None, "ancestral: variance", choices=("posterior", "beta"))
+    option("--variable", None, "euler, heun: ODE variable", choices=("sigma", "t"))
+    option("--churn", non_negative_float, "heun: S_churn of EDM")
+    option("--snr", positive_float, "pc: corrector signal-to-noise ratio")
+    option("--corrector-steps", non_negative_int, "pc: Langevin steps")
+    option("--step-size", positive_float, "langevin: step / sigma^2")
+    option("--langevin-steps", positive_int, "langevin: steps per level")
+    option("--rtol", positive_float, "rk45: relative tolerance")
+    option("--atol", positive_float, "rk45: absolute tolerance")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -85,36 +190,74 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "with --run, of the run's data and process; else give --dataset (and --process)",
     )  # fmt: skip
     group.add_argument("--dataset", help="with --oracle: a .json mixture or gaussians")
-    group.add_argument("--process", choices=sorted(PROCESSES), help="with --oracle (default ddpm)")
+    group.add_argument("--process", choices=sorted(PROCESSES),
+                       help="with --oracle (default: ddpm)")  # fmt: skip
 
 
 def format_metrics(metrics: dict) -> str:
-    """A small table: metric, value, data-vs-data floor and ratio."""
+    """A small table: metric, value, data-vs-data floor and ratio; "-" for a number that is
+    missing (None: the JSON form of a non-finite one, e.g. the ratio to a zero floor)."""
+
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
     lines = [f"{'metric':<20}{'value':>12}{'floor':>12}{'ratio':>8}"]
     for name in ("sliced_wasserstein", "mmd", "energy"):
         m = metrics[name]
-        lines.append(f"{name:<20}{m['value']:>12.5f}{m['floor']:>12.5f}{m['ratio']:>8.2f}")
+        lines.append(f"{name:<20}{cell(m['value'], 12, 5)}{cell(m['floor'], 12, 5)}"
+                     f"{cell(m['ratio'], 8, 2)}")  # fmt: skip
     return "\n".join(lines)
 
 
 def nearest_existing(path: Path) -> Path:
-    """`path` or its closest ancestor that exists."""
+    """`path` or its closest ancestor that exists (a symbolic link counts, even a broken one)."""
     path = path.absolute()
-    while not path.exists():
+    while not os.path.lexists(path):
         path = path.parent
     return path
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as messages quote it: in quotes, and cut short when very long."""
+    text = str(path)
+    return repr(text) if len(text) <= 200 else f"{text[:100]!r}... ({len(text)} characters)"
+
+
 def check_writable(path: Path, option: str, *, directory: bool) -> None:
-    """Refuse, before any compute, an output path that cannot be created where it points."""
-    if path.exists() and path.is_dir() != directory:
-        kind = "a directory" if path.is_dir() else "a file"
-        raise UsageError(f"{option} {str(path)!r} is {kind}")
-    parent = nearest_existing(path.parent)
-    if not parent.is_dir():
-        raise UsageError(f"{option} {str(path)!r}: {str(parent)!r} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {str(path)!r}: cannot write in {str(parent)!r}")
+    """Refuse, before any compute, an output path that cannot be created where it points: a
+    file where a directory goes or the reverse, a symbolic link where a file goes (the write
+    would replace the link) or a broken one, a name the system refuses (too long), or a place
+    this process cannot write. The last is tried, by making and removing a temporary folder
+    there: permission bits do not stop root, and /proc or /sys refuse whatever they say."""
+    where, folder = f"{option} {shown_path(path)}", None
+    try:
+        exists, link = path.exists(), path.is_symlink()
+        if link and not (directory and exists):
+            target = shown_path(os.readlink(path))
+            raise UsageError(
+                f"{where} is a symbolic link (to {target}"
+                f"{'' if exists else ', which does not exist'}); writing would replace the "
+                "link: give the target or another path"
+            )
+        if exists and path.is_dir() != directory:
+            raise UsageError(f"{where} is {'a directory' if path.is_dir() else 'a file'}")
+        # Files are written beside their final name (then renamed), a run's inside it.
+        folder = path if directory and exists else nearest_existing(path.parent)
+        if not folder.is_dir():
+            broken = folder.is_symlink() and not folder.exists()
+            kind = "a broken symbolic link" if broken else "not a directory"
+            raise UsageError(f"{where}: {shown_path(folder)} is {kind}")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{where}: cannot write in {shown_path(folder)}")
+        before = folder.stat()
+        probe = tempfile.mkdtemp(prefix=".diffusion-probe-", dir=folder)
+    except OSError as exc:  # a name too long, a folder that refuses writes, ...
+        reason = exc.strerror or type(exc).__name__
+        place = f" in {shown_path(folder)}" if folder is not None else ""
+        raise UsageError(f"{where}: cannot write{place} ({reason})") from None
+    with contextlib.suppress(OSError):  # leave no trace, not even the folder's time
+        os.rmdir(probe)
+        os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
@@ -155,10 +298,12 @@ def check_grid(trained, steps: int, grid: str) -> None:
 def sampling_settings(args: argparse.Namespace, trained) -> dict:
     """The sampler, steps, grid and sampler options the command line asks for (the run's
     own where left out), checked before any sampling: keyword arguments of `sample`."""
+    from diffusion.samplers import check_sampler
+
     sampler = args.sampler or trained.config.sampler
     options = sampler_options(args, sampler)
     try:
-        trained.process.check_sampler(sampler, options)
+        check_sampler(trained.process, sampler, options)
     except ValueError as exc:
         raise UsageError(f"--sampler {sampler}: {exc}") from None
     steps = sampling_steps(args.sample_steps, trained)
@@ -171,8 +316,8 @@ def load_source(args: argparse.Namespace):
     """The model the options name: a run's network, or an exact oracle (`ExactModel`)."""
     from diffusion.data import get_dataset
     from diffusion.io.runs import load_model
-    from diffusion.measure.oracle import exact_model
     from diffusion.training.config import TrainConfig
+    from diffusion.workflows.exact import exact_model
 
     named = args.dataset is not None or args.process is not None
     if args.run is None and not args.oracle:
@@ -188,10 +333,11 @@ def load_source(args: argparse.Namespace):
     if args.run is not None:
         trained = load_model(args.run)
         config, normalizer = trained.config, trained.normalizer
+        dataset = run_dataset(trained, "--oracle uses the run's data set")
     else:
         values = {"dataset": args.dataset, "process": args.process or "ddpm"}
         config, normalizer = TrainConfig.from_dict(values), None
-    dataset = get_dataset(config.dataset)
+        dataset = get_dataset(config.dataset)
     if dataset.mixture is None:
         raise UsageError(
             f"--oracle needs a Gaussian-mixture data set (a .json mixture, gaussians or "
@@ -200,3 +346,20 @@ def load_source(args: argparse.Namespace):
     if config.process == "poisson":
         raise UsageError("--oracle needs Gaussian marginals; the poisson process has none")
     return exact_model(dataset.mixture, config, normalizer)
+
+
+def run_dataset(trained, why: str):
+    """The data set a run was trained on, for a command that needs it (`why` says so, e.g.
+    "evaluate compares samples with the run's data set"): UsageError when it cannot be
+    loaded any more or now has another dimension than the run's model."""
+    from diffusion.data import DataError, get_dataset
+
+    name = trained.config.dataset
+    try:
+        dataset = get_dataset(name)
+    except DataError as exc:
+        raise UsageError(f"{why}, which cannot be loaded: {exc}") from None
+    if dataset.dim != trained.dim:
+        raise UsageError(f"{why}, but {name} now has dimension {dataset.dim}, the run was "
+                         f"trained on dimension {trained.dim}")  # fmt: skip
+    return dataset

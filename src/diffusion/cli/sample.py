@@ -17,6 +17,7 @@ from diffusion.cli.common import (
     format_metrics,
     load_source,
     nearest_existing,
+    run_dataset,
     sampling_settings,
 )
 
@@ -62,7 +63,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from diffusion.data import get_dataset
     from diffusion.utils import default_device
     from diffusion.workflows.run import evaluate
 
@@ -71,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          f"in memory), got {args.n:_}")  # fmt: skip
     trained = load_source(args)
     settings = sampling_settings(args, trained)
-    dataset = get_dataset(trained.config.dataset)
+    dataset = run_dataset(trained, "evaluate compares samples with the run's data set")
     result = evaluate(
         trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
         device=default_device(), **settings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from diffusion.cli.common import (
@@ -11,6 +12,11 @@ from diffusion.cli.common import (
     format_metrics,
 )
 from diffusion.cli.options import config_overrides
+from diffusion.errors import CheckpointError
+
+#: The files `diffusion.workflows.run` writes into a run directory.
+RUN_FILES = ("config.json", "config.toml", "model.safetensors", "metrics.json", "training.gif",
+             "reverse.gif", "samples.png", "loss.png")  # fmt: skip
 
 
 def print_result(metrics: dict, run_dir: Path) -> None:
@@ -22,9 +28,22 @@ def print_result(metrics: dict, run_dir: Path) -> None:
     print(f"outputs written to {run_dir}")
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse a run directory where training would end in an error after all its compute: a
+    folder in the place of an output file, or a file in the place of checkpoints/."""
+    from diffusion.io.checkpoints import check_checkpoint_folder
+
+    for name in RUN_FILES:
+        if (run_dir / name).is_dir():
+            raise UsageError(f"{run_dir / name} is a directory, where the run writes a file: "
+                             "move it away")  # fmt: skip
+    check_checkpoint_folder(run_dir)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from diffusion.data import get_dataset
-    from diffusion.training.config import TrainConfig, read_config_file
+    from diffusion.training.config import TrainConfig
+    from diffusion.training.saved_config import read_config_file
     from diffusion.workflows.run import new_run_dir, run_training
 
     if args.resume is not None:
@@ -43,6 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--out {str(run_dir)!r} already holds a run; continue it with --resume "
             f"{run_dir} or choose another directory"
         )
+    check_run_folder(run_dir)
     print(
         f"training {config.process} on {config.dataset} for {config.train_steps} steps -> {run_dir}"
     )
@@ -54,10 +74,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def resume_training(args: argparse.Namespace) -> int:
     """`diffusion train --resume DIR`: continue from the run's latest checkpoint."""
     from diffusion.data import get_dataset
-    from diffusion.io.checkpoints import latest_checkpoint, load_checkpoint, remove_temporary_files
+    from diffusion.io.checkpoints import newest_loadable_checkpoint, remove_temporary_files
     from diffusion.io.runs import read_run_config
-    from diffusion.training.config import (
-        TrainConfig,
+    from diffusion.training.config import TrainConfig
+    from diffusion.training.saved_config import (
         critical_differences,
         read_config_file,
         resumable_changes,
@@ -65,7 +85,9 @@ def resume_training(args: argparse.Namespace) -> int:
     from diffusion.workflows.run import run_training
 
     run_dir = Path(args.resume)
-    old, dim = read_run_config(run_dir)
+    old, dim = read_run_config(run_dir, option="--resume")
+    check_writable(run_dir, "--resume", directory=True)
+    check_run_folder(run_dir)
     values = old.to_dict()
     if args.config:
         values.update(read_config_file(args.config))
@@ -78,8 +100,11 @@ def resume_training(args: argparse.Namespace) -> int:
     if dataset.dim != dim:
         raise UsageError(f"cannot resume: {config.dataset} now has dimension {dataset.dim}, "
                          f"the run was trained on dimension {dim}")  # fmt: skip
-    path = latest_checkpoint(run_dir)
-    state = load_checkpoint(path) if path is not None else None
+    found = newest_loadable_checkpoint(run_dir)
+    path, state = found.path, found.state
+    if found.refused and state is None:  # not one loads: refuse rather than start over
+        raise CheckpointError(f"cannot resume: {found.refused[0][1]} (move it away to train "
+                              f"{run_dir} from step 0)")  # fmt: skip
     done = state.step if state is not None else 0
     if done > config.train_steps:
         raise UsageError(
@@ -89,10 +114,14 @@ def resume_training(args: argparse.Namespace) -> int:
         print(f"{run_dir} has already finished all {config.train_steps} steps; nothing to do "
               "(give a larger --train-steps to train longer)")  # fmt: skip
         return 0
+    for _, why in found.refused:  # only now: a refusal above stays one line
+        print(f"diffusion: warning: {why}; skipping it", file=sys.stderr)
     remove_temporary_files(run_dir)  # leftovers of writes a killed process never finished
     for change in resumable_changes(old.to_dict(), config.to_dict()):
         print(f"changed on resume: {change}")
     where = f"step {done} ({path})" if state is not None else "step 0 (no checkpoint yet)"
+    if found.refused:
+        where += ", the newest checkpoint that loads"
     print(f"resuming {run_dir} from {where}; training to step {config.train_steps}")
     metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset, resume=state)
     print_result(metrics, run_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from diffusion.data.errors import DataError
+from diffusion.data.errors import DataError, user_path
 from diffusion.data.files import SUFFIXES, load_points, resample
 from diffusion.data.mixture import GaussianMixture, load_mixture
 from diffusion.data.toy import TOY_DATASETS, toy_mixture, toy_options
@@ -78,8 +78,16 @@ def _looks_like_path(spec: str) -> bool:
         spec.lower().endswith(SUFFIXES)
         or any(s in spec for s in separators)
         or Path(spec).suffix != ""
-        or Path(spec).expanduser().is_file()
+        or _is_file(spec)
     )
+
+
+def _is_file(spec: str) -> bool:
+    """Whether `spec` names an existing file; False for a name no file can have."""
+    try:
+        return user_path(spec).is_file()
+    except DataError:
+        return False
 
 
 def _toy_dataset(name: str, options: dict[str, object]) -> Dataset:

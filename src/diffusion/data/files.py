@@ -14,9 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffusion.data.errors import DataError, check_sample_size
+from diffusion.data.errors import DataError, check_sample_size, user_path
 
 SUFFIXES = (".npy", ".csv")
+#: Most coordinates per point, for every data set: sampling, metrics and pictures grow with
+#: the dimension. 4_096 holds a 64 x 64 grey or 3 x 32 x 32 colour image; there the smallest
+#: run (3 training steps) already takes ~40 s on 2 CPU cores, most of it drawing reverse.gif.
+MAX_DIM = 4096
+#: Largest norm of a point: squared distances between points (metrics, kernels) are computed
+#: in float32, whose largest value is 3.4e38, so (2 * 1e18)^2 = 4e36 leaves room.
+MAX_NORM = 1e18
 
 
 def _one_line(error: BaseException) -> str:
@@ -24,18 +31,30 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _npy_header_dtype(path: Path) -> np.dtype | None:
-    """The dtype in a .npy header, read without loading the data; None if unreadable."""
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
+    """The shape and dtype in a .npy header, read without loading the data; None if
+    unreadable."""
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
-                return np.lib.format.read_array_header_1_0(f)[2]
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                return shape, dtype
             if version == (2, 0):
-                return np.lib.format.read_array_header_2_0(f)[2]
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                return shape, dtype
     except (ValueError, OSError, EOFError, SyntaxError):
         pass
     return None  # np.load below reports the problem
+
+
+def _check_width(where: object, width: int) -> None:
+    """DataError when a point has more than MAX_DIM coordinates."""
+    if width > MAX_DIM:
+        raise DataError(
+            f"{where}: has {width:_} coordinates per point; at most {MAX_DIM:_} are supported "
+            "(network, metrics and pictures grow with the dimension)"
+        )
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -46,12 +65,14 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read ({_one_line(error)})") from None
     if magic != np.lib.format.MAGIC_PREFIX:  # a pickle, a zip (.npz), text, or corrupt bytes
         raise DataError(f"{path}: is not a .npy file (no NumPy header); corrupt or another format")
-    dtype = _npy_header_dtype(path)
-    if dtype is not None and dtype.hasobject:
+    header = _npy_header(path)
+    if header is not None and header[1].hasobject:
         raise DataError(
-            f"{path}: holds Python objects (dtype {dtype}), which would need unpickling; "
+            f"{path}: holds Python objects (dtype {header[1]}), which would need unpickling; "
             "save a numeric array instead"
         )
+    if header is not None and len(header[0]) == 2:  # before loading: (2, 10**8) is refused now
+        _check_width(path, header[0][1])
     try:
         return np.load(path, allow_pickle=False)  # never unpickle a user's file
     except (ValueError, OSError, EOFError) as error:
@@ -76,6 +97,8 @@ def _read_csv(path: Path) -> np.ndarray:
     skip = 0
     if first is not None and not any(_is_number(f) for f in lines[first].split(",")):
         skip = first + 1
+    data = next((line for line in lines[skip:] if line.split("#")[0].strip()), "")
+    _check_width(path, data.split("#")[0].count(",") + 1)  # before parsing every line
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
@@ -117,10 +140,11 @@ def load_points(path: str | Path) -> torch.Tensor:
 
     Raises:
         DataError: one line naming the file and the problem (missing file, unsupported type,
-            unreadable content, non-numeric dtype, wrong dimensions, empty, non-finite values,
-            fewer than 2 points).
+            unreadable content, non-numeric dtype, wrong dimensions, more than MAX_DIM
+            coordinates, empty, non-finite values, fewer than 2 points, every point the same,
+            a point of norm above MAX_NORM).
     """
-    path = Path(path).expanduser()
+    path = user_path(path)
     if path.suffix.lower() not in _READERS:
         raise DataError(
             f"{path}: unsupported file type {path.suffix or '(none)'!r}; use .npy or .csv "
@@ -140,7 +164,8 @@ def points_from_array(array: np.ndarray, where: str) -> torch.Tensor:
 
     if array.dtype.kind not in "iuf":  # signed, unsigned, float; not bool, complex, str, object
         raise DataError(f"{where}: has non-numeric dtype {array.dtype}; expected real numbers")
-    if array.ndim == 1:
+    flat = array.ndim == 1
+    if flat:
         array = array[:, None]  # (n,) -> (n, 1)
     if array.ndim != 2:
         raise DataError(
@@ -149,11 +174,12 @@ def points_from_array(array: np.ndarray, where: str) -> torch.Tensor:
     n, d = array.shape
     if n == 0 or d == 0:
         raise DataError(f"{where}: is empty (no {'points' if n == 0 else 'coordinates'})")
+    _check_width(where, d)
     bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad_rows.size:
         raise DataError(
-            f"{where}: has non-finite values (NaN or inf) in {bad_rows.size} of {n} rows "
-            f"(first: point {bad_rows[0]}, counting from 0)"
+            f"{where}: has non-finite values (NaN, inf, or beyond float64's 1.8e308) in "
+            f"{bad_rows.size} of {n} rows (first: point {bad_rows[0]}, counting from 0)"
         )
     if n < 2:
         raise DataError(f"{where}: has only {n} point; need at least 2")
@@ -161,7 +187,30 @@ def points_from_array(array: np.ndarray, where: str) -> torch.Tensor:
         points = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if not torch.isfinite(points).all():
         raise DataError(f"{where}: has values too large for float32 (|x| > 3.4e38)")
+    _check_spread(where, points, array, flat)
     return points
+
+
+def _check_spread(where: str, points: torch.Tensor, array: np.ndarray, flat: bool) -> None:
+    """DataError when all `points` (n, d) are one point, or lie too far apart for float32.
+
+    `array` is what they were read from, `flat` whether it was 1-D (n points in one dimension).
+    """
+    if bool((points == points[:1]).all()):
+        rounded = not bool((array == array[:1]).all())  # they differed before float32
+        n, d = points.shape
+        value = ", ".join(f"{v:g}" for v in points[0, :4].tolist()) + (", ..." if d > 4 else "")
+        why = " after rounding to float32 (their differences are below its precision)"
+        shape = (f"; its shape ({n},) is read as {n} points in one dimension, save an (n, d) "
+                 "array for points in d dimensions") if flat else ""  # fmt: skip
+        raise DataError(f"{where}: every point is the same ({value}){why if rounded else ''}: "
+                        f"nothing to learn{shape}")  # fmt: skip
+    norm = float(torch.linalg.vector_norm(points.double(), dim=1).max())
+    if norm > MAX_NORM:
+        raise DataError(
+            f"{where}: values too large: a point has norm {norm:.3g}, and distances between "
+            f"points overflow float32 beyond a norm of {MAX_NORM:.0e}; rescale the data"
+        )
 
 
 def resample(

@@ -12,7 +12,8 @@ A file is one JSON object, in any dimension D with K components:
     {"weights": [...], "means": [...], "covariances": [[[...D...], ...D rows], ...]}  # full
 
 Weights must be positive; they are divided by their sum. Each covariance must be symmetric
-and positive definite. Every component is stored by the eigendecomposition C_k = U_k diag(
+and positive definite. Means and spreads must stay within a norm of `MAX_NORM` (1e18: distances
+between points are computed in float32), and every coordinate must vary. Every component is stored by the eigendecomposition C_k = U_k diag(
 lambda_k) U_k^T (float64), so each noised covariance is U_k diag(alpha^2 lambda_k + sigma^2)
 U_k^T and no matrix is factorised again at sampling time.
 """
@@ -27,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from diffusion.data.errors import DataError, check_sample_size
+from diffusion.data.errors import DataError, check_sample_size, user_path
+from diffusion.data.files import MAX_DIM, MAX_NORM
 
-#: Largest mixture a file may describe (components, dimension): beyond this the exact
-#: quantities cost more memory per point than a toy tool should ask for.
+#: Most components a file may describe (in at most MAX_DIM dimensions, as every data set):
+#: beyond this the exact quantities cost more memory per point than a toy tool should ask for.
 MAX_COMPONENTS = 100_000
-MAX_DIM = 4096
 _KEYS = {"weights", "means", "stds", "covariances"}
 # Relative asymmetry tolerated in a covariance read from text (rounding of printed numbers).
 _SYMMETRY_TOLERANCE = 1e-8
@@ -205,18 +206,25 @@ def mixture_from_dict(spec: object, path: str | Path = "mixture") -> GaussianMix
         raise DataError(f"{path}: {len(weights)} weights for {k} means")
     if bool((weights <= 0).any()):
         raise DataError(f"{path}: weights must be positive")
+    if not math.isfinite(float(weights.sum())):
+        raise DataError(f"{path}: weights sum to more than 1.8e308 (float64 overflows); "
+                        "scale them down (only their ratios matter)")  # fmt: skip
+    _check_size(path, "a mean", torch.linalg.vector_norm(means, dim=1))
     if "stds" in spec:
         stds = _numbers(path, "stds", spec["stds"], 1)
         if stds.shape != (k,):
             raise DataError(f"{path}: {len(stds)} stds for {k} means")
         if bool((stds <= 0).any()):
             raise DataError(f"{path}: stds must be positive")
-        return GaussianMixture.isotropic(weights, means, stds)
+        _check_size(path, "a component's spread", stds * math.sqrt(d))
+        return _spread(path, GaussianMixture.isotropic(weights, means, stds))
     covariances = _numbers(path, "covariances", spec["covariances"], 3)
     if covariances.shape != (k, d, d):
         raise DataError(
             f"{path}: covariances have shape {tuple(covariances.shape)}, expected ({k}, {d}, {d})"
         )
+    spread = covariances.diagonal(dim1=1, dim2=2).abs().sum(1).sqrt()  # (K,)
+    _check_size(path, "a component's spread", spread)
     asymmetry = (covariances - covariances.transpose(1, 2)).abs().amax(dim=(1, 2))
     size = covariances.abs().amax(dim=(1, 2)).clamp_min(1e-300)
     bad = torch.nonzero(asymmetry > _SYMMETRY_TOLERANCE * size).flatten()
@@ -229,7 +237,30 @@ def mixture_from_dict(spec: object, path: str | Path = "mixture") -> GaussianMix
             f"{path}: covariance {int(bad[0])} is not positive definite "
             f"(smallest eigenvalue {float(smallest[bad[0]]):.3g})"
         )
-    return GaussianMixture.full(weights, means, covariances)
+    return _spread(path, GaussianMixture.full(weights, means, covariances))
+
+
+def _check_size(path: Path, what: str, norms: torch.Tensor) -> None:
+    """DataError when a norm exceeds MAX_NORM (points would overflow float32 distances)."""
+    largest = float(norms.max())
+    if largest > MAX_NORM:
+        raise DataError(
+            f"{path}: values too large: {what} has norm {largest:.3g}, and distances between "
+            f"points overflow float32 beyond a norm of {MAX_NORM:.0e}; rescale the mixture"
+        )
+
+
+def _spread(path: Path, mixture: GaussianMixture) -> GaussianMixture:
+    """`mixture`, or DataError when a coordinate does not vary in float32 (nothing to learn
+    along it; the exact oracle would divide by its zero spread)."""
+    still = torch.nonzero(mixture.std().float() == 0).flatten()
+    if still.numel() == mixture.dim:
+        raise DataError(f"{path}: every point is the same (the components share one mean and "
+                        "their spread is below float32's precision): nothing to learn")  # fmt: skip
+    if still.numel():
+        raise DataError(f"{path}: coordinate {int(still[0])} does not vary (its spread is below "
+                        "float32's precision): nothing to learn along it")  # fmt: skip
+    return mixture
 
 
 def load_mixture(path: str | os.PathLike[str]) -> GaussianMixture:
@@ -238,7 +269,7 @@ def load_mixture(path: str | os.PathLike[str]) -> GaussianMixture:
     Raises:
         DataError: one line naming the file and the problem.
     """
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
@@ -248,11 +279,15 @@ def load_mixture(path: str | os.PathLike[str]) -> GaussianMixture:
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read as text ({' '.join(str(error).split())})") from None
     try:
-        spec = json.loads(text)
+        # Integers as floats: a 5,000-digit one becomes inf (refused, naming the key) rather
+        # than hitting Python's limit on integer digits.
+        spec = json.loads(text, parse_int=float)
     except json.JSONDecodeError as error:
         raise DataError(
             f"{path}: is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
         ) from None
     except RecursionError:
         raise DataError(f"{path}: is nested too deeply to be a mixture") from None
+    except ValueError as error:  # anything else the parser refuses
+        raise DataError(f"{path}: is not valid JSON ({' '.join(str(error).split())})") from None
     return mixture_from_dict(spec, path)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from diffusion.data.errors import DataError
+
 
 @dataclass(frozen=True)
 class Normalizer:
@@ -27,6 +29,9 @@ class Normalizer:
         return cls(shift=shift, scale=scale)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        dim = self.shift.shape[-1]
+        if x.ndim == 0 or x.shape[-1] != dim:  # e.g. a run's data file, now of another shape
+            raise DataError(f"data of shape {tuple(x.shape)} do not fit a model of dimension {dim}")
         return (x - self.shift.to(x)) / self.scale.to(x)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:

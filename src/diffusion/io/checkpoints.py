@@ -17,7 +17,9 @@ Layout of one checkpoint (tensor names; the JSON metadata holds the rest)::
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,6 +52,41 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     checkpoints = list_checkpoints(run_dir)
     return checkpoints[-1][1] if checkpoints else None
+
+
+def check_checkpoint_folder(run_dir: str | Path) -> None:
+    """CheckpointError when checkpoints cannot be written into the run: RUN/checkpoints is
+    not a folder, or a checkpoint's name is taken by something other than a file."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if os.path.lexists(folder) and not folder.is_dir():
+        kind = "a file" if folder.is_file() else "a broken link or a special file"
+        raise CheckpointError(f"{folder} is {kind}, not the folder of the run's checkpoints: "
+                              "move it away")  # fmt: skip
+    for _, path in list_checkpoints(run_dir):
+        if not path.is_file():
+            raise CheckpointError(f"{path} is not a file: move it away")
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """The newest checkpoint of a run that loads (None, None: there is none), and the newer
+    ones that did not, newest first, with the reason each was refused."""
+
+    path: Path | None
+    state: TrainingState | None
+    refused: list[tuple[Path, str]]
+
+
+def newest_loadable_checkpoint(run_dir: str | Path) -> Resumable:
+    """The newest checkpoint of `run_dir` that loads and verifies, skipping damaged ones
+    (a crash mid-copy, a stray file named like a checkpoint)."""
+    refused: list[tuple[Path, str]] = []
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            return Resumable(path, load_checkpoint(path), refused)
+        except CheckpointError as exc:
+            refused.append((path, " ".join(str(exc).split())))
+    return Resumable(None, None, refused)
 
 
 def remove_temporary_files(run_dir: str | Path) -> list[Path]:
