@@ -61,6 +61,10 @@ def read_run_config(run_dir: str | Path, *, option: str = "--run") -> tuple[Trai
     it on the command line (for the message when it names a file or folder inside a run)."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG
+    try:
+        run_dir.exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise CheckpointError(f"{option} {str(run_dir)[:60]!r}...: {exc.strerror}") from None
     if not (run_dir.is_dir() and path.is_file()):
         inside = enclosing_run(run_dir) if run_dir.exists() else None
         if inside is not None:

@@ -41,9 +41,9 @@ FIELD_NOISE = (3.0, 2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.08, 0.05)
 
 def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool = True) -> dict:
     """Measure and draw where `trained` is wrong; returns the JSON summary written to OUT."""
-    out.mkdir(parents=True, exist_ok=True)
     config = trained.config
-    dataset = get_dataset(config.dataset)
+    dataset = get_dataset(config.dataset)  # a run whose data are gone fails before any file
+    out.mkdir(parents=True, exist_ok=True)
     train = training_points(config, dataset)
     if train.shape[0] > REFERENCE_POINTS:  # the empirical oracle costs O(points) per query
         keep = torch.randperm(train.shape[0], generator=stream(seed, "diagnose.subset"))
