@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import forbid_compute
 
 import diffusion.io.runs
 import diffusion.training.loop
@@ -348,20 +349,10 @@ def _param(case: Case):
     return pytest.param(case, id=case.id, marks=marks)
 
 
-def _forbid(what: str):
-    def forbidden(*args, **kwargs):
-        raise AssertionError(f"{what} was reached: the input was not refused before compute")
-
-    return forbidden
-
-
 @pytest.fixture
 def no_compute(monkeypatch):
     """Training, sampling and evaluation all fail loudly if anything reaches them."""
-    monkeypatch.setattr(diffusion.training.loop.Trainer, "__init__", _forbid("Trainer.__init__"))
-    monkeypatch.setattr(diffusion.workflows.run, "run_training", _forbid("run_training"))
-    monkeypatch.setattr(diffusion.workflows.run, "evaluate", _forbid("evaluate"))
-    monkeypatch.setattr(diffusion.io.runs.TrainedModel, "sample", _forbid("sampling"))
+    forbid_compute(monkeypatch)
 
 
 def _tree(path: Path) -> list[tuple[str, int, int]]:

@@ -7,15 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 from diffusion.cli import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 #: a linear schedule too short to reach noise: sqrt(alpha_bar_T) = 0.88 is left at t = 1.
 TERMINAL_SIGNAL = ["--process", "ddpm", "--schedule", "linear", "--diffusion-steps", "100",

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 
 from diffusion.cli import main
@@ -22,13 +23,6 @@ PICTURES = ("error_by_time.png", "nfe_curve.png", "memorisation.png", "density.p
 # `gaussians`: 8 components N(m_k, 0.1^2 I) on the unit circle, 7.7 std apart, so the
 # entropy is that of one component plus log 8, up to overlaps of order exp(-7)
 GAUSSIANS_ENTROPY = math.log(8) + math.log(2 * math.pi * math.e * 0.1**2)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def train(path, *args: str) -> None:

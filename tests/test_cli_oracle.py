@@ -10,19 +10,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from diffusion.cli import main
 from diffusion.training.config import TrainConfig
 from diffusion.workflows.run import run_training
 
 SINGLE = {"weights": [1], "means": [[1.0, -2.0]], "covariances": [[[2.0, 0.6], [0.6, 0.5]]]}
 MIXTURE = {"weights": [1, 2], "means": [[-2.0, 0.0], [2.0, 1.0]], "stds": [0.3, 0.5]}
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write_json(path, spec) -> str:

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 import diffusion
 import diffusion.ddpm.main as demo
@@ -30,13 +31,6 @@ ERROR = "diffusion: error: "
 # a tiny network, but the default recipe: flow matching, coupling 'ot'
 TINY = ["--width", "16", "--depth", "1", "--batch-size", "64", "--n-train", "500",
         "--snapshot-every", "1000", "--snapshot-samples", "50", "--quiet"]  # fmt: skip
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_line_error(capsys, *args: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import forbid_compute
 from safetensors.torch import save_file
 
 import diffusion.io.runs
@@ -432,12 +433,7 @@ def test_bad_config_json_is_refused_by_load_model(run_copy, name):
 
 @pytest.fixture
 def no_compute(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("compute was reached before the bad file was refused")
-
-    monkeypatch.setattr(diffusion.training.loop.Trainer, "__init__", forbidden)
-    monkeypatch.setattr(diffusion.workflows.run, "run_training", forbidden)
-    monkeypatch.setattr(diffusion.io.runs.TrainedModel, "sample", forbidden)
+    forbid_compute(monkeypatch)
 
 
 @pytest.mark.parametrize("name", [_config_param(n) for n in CONFIG_EDITS])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import forbid_compute
 
 import diffusion.training.loop
 import diffusion.workflows.run
@@ -52,19 +53,10 @@ def run_copy(small_run, tmp_path) -> Path:
     return Path(shutil.copytree(small_run, tmp_path / "run"))
 
 
-def _forbid(what: str):
-    def forbidden(*args, **kwargs):
-        raise AssertionError(f"{what} was reached: the input was not refused before compute")
-
-    return forbidden
-
-
 @pytest.fixture
 def no_compute(monkeypatch):
     """Training and evaluation fail loudly if anything reaches them."""
-    monkeypatch.setattr(diffusion.training.loop.Trainer, "__init__", _forbid("Trainer.__init__"))
-    monkeypatch.setattr(diffusion.workflows.run, "run_training", _forbid("run_training"))
-    monkeypatch.setattr(diffusion.workflows.run, "evaluate", _forbid("evaluate"))
+    forbid_compute(monkeypatch, sampling=False)
 
 
 def tree(path: Path) -> list[tuple[str, int, int]]:
