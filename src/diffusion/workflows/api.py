@@ -14,6 +14,7 @@ recipe's defaults, the same from Python as from the command line.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from diffusion.data import Dataset, get_dataset
+from diffusion.data.files import points_from_array, resample
 from diffusion.errors import ConfigError
 from diffusion.io.runs import load_model
 from diffusion.measure.metrics import MetricsReport
@@ -128,8 +130,6 @@ def train(
 
 def load(run_dir: str | Path) -> Run:
     """A finished run written by `diffusion train` (or `train(out=...)`)."""
-    import json
-
     model = load_model(run_dir)
     metrics_path = Path(run_dir) / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
@@ -138,8 +138,6 @@ def load(run_dir: str | Path) -> Run:
 
 def array_dataset(points: np.ndarray | torch.Tensor) -> Dataset:
     """An in-memory (n, d) point cloud as a data set: fresh draws are bootstrap resamples."""
-    from diffusion.data.files import points_from_array, resample
-
     array = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else points
     tensor = points_from_array(np.asarray(array), "the array")
     return Dataset(
