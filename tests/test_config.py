@@ -53,3 +53,16 @@ def test_a_config_is_checked_when_it_is_made():
     with pytest.raises(ConfigError, match="sigma_min applies to the ve, edm, ncsn and poisson"):
         TrainConfig(process="vp", sigma_min=0.1)
     assert TrainConfig(process="edm").sample_steps == 32  # filled from the EDM class
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_config_file_with_a_5000_digit_number_names_the_file(tmp_path, suffix):
+    from diffusion.training.saved_config import read_config_file
+
+    path = tmp_path / f"run{suffix}"
+    digits = "9" * 5000
+    path.write_text(
+        f'{{"train_steps": {digits}}}' if suffix == ".json" else f"train_steps = {digits}"
+    )
+    with pytest.raises(ConfigError, match=f"config file {path} holds a number too long"):
+        read_config_file(path)

@@ -10,6 +10,7 @@ from diffusion.cli.common import (
     UsageError,
     check_writable,
 )
+from diffusion.streams import stream_seed
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -38,7 +39,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         configs.append(config)
     if configs:
         get_dataset(configs[0].dataset)
-    rows = compare_runs([Path(r) for r in args.run], out, n=args.n, seed=args.seed + 1,
+    rows = compare_runs([Path(r) for r in args.run], out, n=args.n, seed=stream_seed(args.seed, "compare"),
                         train=configs, progress=not args.quiet)  # fmt: skip
     print(f"{'process':<10}{'sampler':<16}{'NFE':>6}{'SW ratio':>10}")
     for row in rows:

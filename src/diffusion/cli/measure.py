@@ -14,6 +14,7 @@ from diffusion.cli.common import (
     UsageError,
     check_writable,
     load_source,
+    run_dataset,
 )
 
 MAX_NLL = 10**6  # points `diffusion nll` integrates (each one an ODE solve)
@@ -21,7 +22,6 @@ MAX_DIAGNOSE = 10**5  # points per measurement of `diffusion diagnose`
 
 
 def cmd_nll(args: argparse.Namespace) -> int:
-    from diffusion.data import get_dataset
     from diffusion.measure.likelihood import ddpm_bound, exact_nll, pf_ode_nll, standard_error
     from diffusion.streams import stream
     from diffusion.utils import default_device
@@ -31,7 +31,7 @@ def cmd_nll(args: argparse.Namespace) -> int:
     trained = load_source(args)
     if not trained.process.gaussian:
         raise UsageError(f"nll needs a Gaussian path; {trained.config.process} is not one")
-    dataset = get_dataset(trained.config.dataset)
+    dataset = run_dataset(trained, "nll measures the likelihood of the run's data set")
     device = default_device()
     x = dataset.sample(args.n, stream(args.seed, "nll.data"))  # (n, d) fresh data
     generator = stream(args.seed, "nll.probes", device)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from diffusion.data.files import MAX_DIM
 from diffusion.errors import ConfigError
 from diffusion.parametrize import TARGETS
 from diffusion.processes import PROCESSES
@@ -64,7 +65,10 @@ class TrainConfig:
 
     # Data.
     dataset: str = setting(
-        "swissroll", "a toy set name, or a .npy/.csv point cloud or .json mixture file", "data",
+        "swissroll",
+        f"a toy set name, or a .npy/.csv point cloud (at most {MAX_DIM} coordinates per point) "
+        "or .json mixture file",
+        "data",
         metavar="NAME|FILE",
     )  # fmt: skip
     n_train: int = setting(

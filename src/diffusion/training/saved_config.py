@@ -82,6 +82,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {exc}") from None
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise ConfigError(f"config file {path} holds a number too long to be a setting") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a table of settings")
     for key, value in values.items():
