@@ -24,3 +24,18 @@ def tiny_run(tmp_path_factory) -> tuple:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     metrics = run_training(TrainConfig(**TINY), run_dir, progress=False)
     return run_dir, metrics
+
+
+@pytest.fixture(scope="session", autouse=True)
+def classifier_cache(tmp_path_factory):
+    """The image metrics' classifiers are cached in a temporary folder, not in ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("DIFFUSION_CACHE")
+    os.environ["DIFFUSION_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("DIFFUSION_CACHE", None)
+    else:
+        os.environ["DIFFUSION_CACHE"] = previous

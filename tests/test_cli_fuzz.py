@@ -273,6 +273,8 @@ def path_value(command: str, dest: str, valid: bool):
         "resume": (["@copy:run", "@copy:garbage"], [*runs[1:], *BAD_RUNS]),
         "run": ([runs[0]], [*runs[1:], *BAD_RUNS]),
         "device": (["cpu", "auto"], ["cuda:x", "tpu", "cuda:99", "", "cuda:-1"]),
+        "unet_mults": (["1,2", "1", "2,2"], ["1,x", "", "0", "1,,2", "65", "1,2,2,2,2,2"]),
+        "unet_attention": (["4", "8,4", "1"], ["x", "", "0,4", "4;8"]),
     }
     if dest == "out" and command == "sample":
         good = ["@ex/samples.npy", "@ex/a/b/samples.npy"]

@@ -71,18 +71,26 @@ def test_config_file_sets_options_and_options_win(tmp_path):
     assert TrainConfig.from_dict(saved) == config
 
 
-def test_sigkill_stress_script_resumes_bit_identically(tmp_path):
-    """A real SIGKILL of a child process at random moments, three times, then compared."""
+def _kill_and_resume(tmp_path, kills: int) -> None:
+    """A real SIGKILL of a child process at random moments, `kills` times, then compared."""
     out = tmp_path / "kills.json"
     script = ROOT / "benchmarks" / "kill_resume.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--kills", "3", "--quick", "--seed", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    command = [sys.executable, str(script), "--kills", str(kills), "--quick", "--seed", "1",
+               "--json", str(out)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(out.read_text())
-    assert summary["kills"] == 3 and summary["unreadable_files"] == 0
+    assert summary["kills"] == kills and summary["unreadable_files"] == 0
     assert summary["identical_chains"] == summary["chains"] >= 1
+
+
+def test_sigkill_stress_script_resumes_bit_identically(tmp_path):
+    _kill_and_resume(tmp_path, kills=2)
+
+
+@pytest.mark.slow
+def test_sigkill_stress_script_resumes_bit_identically_many_times(tmp_path):
+    _kill_and_resume(tmp_path, kills=6)
 
 
 @pytest.mark.parametrize("field", ["width", "schedule"])

@@ -31,15 +31,21 @@ STREAMS: dict[str, int] = {
     "diagnose.subset": 14,  # the training points kept for the reference
     "compare": 15,  # the run seed of the samples `diffusion compare` scores
 }
+#: streams added after the first 16 slots were taken: derived by hashing, on every rank.
+HASHED_STREAMS = (
+    "metrics.images",  # the real-image splits of the image metrics
+    "nll.dequantise",  # the uniform noise `diffusion nll` adds to integer pixels
+)
 #: slots per seed: seed * SLOTS + slot must stay distinct across seeds.
 SLOTS = 16
 
 
 def stream_seed(seed: int, name: str, *, rank: int = 0) -> int:
     """The seed of stream `name` of run seed `seed` on process `rank`."""
-    if name not in STREAMS:
-        raise ValueError(f"unknown random stream {name!r}; known: {', '.join(STREAMS)}")
-    if rank == 0:
+    if name not in STREAMS and name not in HASHED_STREAMS:
+        known = ", ".join([*STREAMS, *HASHED_STREAMS])
+        raise ValueError(f"unknown random stream {name!r}; known: {known}")
+    if rank == 0 and name in STREAMS:
         return int(seed) * SLOTS + STREAMS[name]
     return derive_seed("stream", int(seed), name, int(rank))
 

@@ -140,7 +140,9 @@ BAD_FILES = {
     "no_columns.npy": (_save(np.zeros((5, 0))), "empty"),
     "header_only.csv": (_text("x,y\n"), "empty"),
     "blank.csv": (_text(""), "empty"),
-    "cube.npy": (_save(np.zeros((2, 3, 4))), "3 dimensions"),
+    # 3 or 4 dimensions are images (diffusion.data.images); 5 are nothing.
+    "cube.npy": (_save(np.zeros((2, 3, 4))), "every pixel has the value 0"),
+    "hypercube.npy": (_save(np.zeros((2, 3, 4, 5, 6))), "5 dimensions"),
     "scalar.npy": (_save(np.array(1.0)), "0 dimensions"),
     "strings.npy": (_save(np.array([["a", "b"], ["c", "d"]])), "non-numeric dtype"),
     "booleans.npy": (_save(np.array([True, False, True])), "non-numeric dtype"),

@@ -202,7 +202,8 @@ def format_metrics(metrics: dict) -> str:
         return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
     lines = [f"{'metric':<20}{'value':>12}{'floor':>12}{'ratio':>8}"]
-    for name in ("sliced_wasserstein", "mmd", "energy"):
+    names = ("frechet", "memorisation", "sliced_wasserstein", "mmd", "energy")
+    for name in (n for n in names if n in metrics):
         m = metrics[name]
         lines.append(f"{name:<20}{cell(m['value'], 12, 5)}{cell(m['floor'], 12, 5)}"
                      f"{cell(m['ratio'], 8, 2)}")  # fmt: skip

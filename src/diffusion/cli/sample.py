@@ -22,10 +22,12 @@ from diffusion.cli.common import (
 )
 
 SAMPLE_CHUNK = 65_536  # points sampled at once by `diffusion sample`
+GRID_IMAGES = 64  # images shown in the PNG grid `diffusion sample` writes beside an image array
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from diffusion.utils import atomic_write, default_device, make_generator
+    from diffusion.viz.images import save_image_grid
 
     out = Path(args.out)
     if out.suffix != ".npy":
@@ -47,22 +49,32 @@ def cmd_sample(args: argparse.Namespace) -> int:
         # for any n, and one generator runs through all chunks.
         nonlocal nfe
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                          shape=(args.n, trained.dim))  # fmt: skip
+                                          shape=(args.n, *trained.shape))  # fmt: skip
         starts = range(0, args.n, SAMPLE_CHUNK)
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
             size = min(SAMPLE_CHUNK, args.n - start)
             result = trained.sample(size, generator=generator, device=device, **settings)
-            array[start : start + size] = result.x.cpu().numpy()
+            array[start : start + size] = result.x.cpu().numpy().reshape(size, *trained.shape)
             nfe = result.nfe
         array.flush()
         del array
 
     atomic_write(out, write)
+    if trained.is_image:  # a picture of the first ones beside the array
+        picture = out.with_suffix(".png")
+        first = np.load(out, mmap_mode="r")[:GRID_IMAGES]
+        low, high = trained.value_range
+        save_image_grid(np.asarray(first), picture, shape=trained.shape, value_range=(low, high))
+        shape = " x ".join(map(str, trained.shape))
+        print(f"wrote {args.n} images of {shape} to {out} ({nfe} NFE per sample), in the data's "
+              f"units; the first {min(args.n, GRID_IMAGES)} as a grid in {picture}")  # fmt: skip
+        return 0
     print(f"wrote {args.n} samples of dimension {trained.dim} to {out} ({nfe} NFE per sample)")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from diffusion.training.build import training_points
     from diffusion.utils import default_device
     from diffusion.workflows.run import evaluate
 
@@ -72,11 +84,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     trained = load_source(args)
     settings = sampling_settings(args, trained)
     dataset = run_dataset(trained, "evaluate compares samples with the run's data set")
+    # A generated image set's training images are drawn again from the run's seed, for the
+    # memorisation ratio.
+    train = None
+    if dataset.is_image and dataset.points is None:
+        train = training_points(trained.config, dataset)
     result = evaluate(
         trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
-        device=default_device(), **settings,
+        device=default_device(), train=train, **settings,
     )  # fmt: skip
-    metrics = result.metrics.to_dict()
+    metrics = result.to_dict()
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

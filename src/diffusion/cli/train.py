@@ -55,6 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_dict(values)
     # Check everything that can be checked before any compute or any file is written.
     dataset = get_dataset(config.dataset)
+    network = describe_network(config, dataset)
     run_dir = Path(args.out) if args.out else new_run_dir()
     check_writable(run_dir, "--out", directory=True)
     if (run_dir / "config.json").exists():
@@ -63,12 +64,25 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{run_dir} or choose another directory"
         )
     check_run_folder(run_dir)
-    print(
-        f"training {config.process} on {config.dataset} for {config.train_steps} steps -> {run_dir}"
-    )
+    print(f"training {config.process} on {config.dataset} for {config.train_steps} steps with "
+          f"{network} -> {run_dir}")  # fmt: skip
     metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset)
     print_result(metrics, run_dir)
     return 0
+
+
+def describe_network(config, dataset) -> str:
+    """ "a unet of 176_849 parameters": the network the run will train, built once now so
+    that a model that cannot take the data (a U-Net on points, sides that do not halve) is
+    refused before anything is written."""
+    from diffusion.models import parameter_count
+    from diffusion.training.build import build_model
+
+    try:
+        model = build_model(config, dataset.shape, seed=0)
+    except ValueError as exc:
+        raise UsageError(f"--model {config.model}: {exc}") from None
+    return f"a {config.model} of {parameter_count(model):_} parameters"
 
 
 def resume_training(args: argparse.Namespace) -> int:

@@ -1,7 +1,10 @@
-"""Standardisation of data to zero mean and unit variance per dimension, and back.
+"""Standardisation of data to zero mean and unit variance per dimension, and back; for images,
+the pixels' range mapped to [-1, 1] and back.
 
 Diffusion priors are N(0, I): training on standardised data makes one recipe work for a
-user's point cloud at any scale. The statistics are stored with the checkpoint.
+user's point cloud at any scale. Images keep one affine map for every pixel instead (per-pixel
+statistics would blow up the always-black border of the digits), [low, high] -> [-1, 1], as
+Ho et al. 2020 (Sec. 3.3) scale pixels. The map is stored with the checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +30,20 @@ class Normalizer:
         scale = x.std(dim=0)
         scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
         return cls(shift=shift, scale=scale)
+
+    @classmethod
+    def for_range(cls, low: float, high: float, dim: int) -> Normalizer:
+        """The map of [low, high] onto [-1, 1], in every one of `dim` coordinates."""
+        shift = torch.full((dim,), (low + high) / 2, dtype=torch.float32)
+        scale = torch.full((dim,), (high - low) / 2, dtype=torch.float32)
+        return cls(shift=shift, scale=scale)
+
+    @classmethod
+    def for_dataset(cls, dataset, x: torch.Tensor) -> Normalizer:
+        """For an image set, its pixel range onto [-1, 1]; for points, `fit(x)`."""
+        if dataset.value_range is not None:
+            return cls.for_range(*dataset.value_range, x.shape[1])
+        return cls.fit(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         dim = self.shift.shape[-1]

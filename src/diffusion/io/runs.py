@@ -10,6 +10,7 @@ the data normaliser, checksummed; see `tensorfile`). Training checkpoints live i
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -33,7 +34,9 @@ FORMAT_VERSION = 2  # 2: checksummed model file, config.json written when traini
 RUN_DEPTH = 3  # folders up from a path inside a run to look for it (RUN/checkpoints/file)
 
 
-def write_run_config(run_dir: str | Path, config: TrainConfig, dim: int) -> None:
+def write_run_config(
+    run_dir: str | Path, config: TrainConfig, dim: int, shape: tuple[int, ...] | None = None
+) -> None:
     """Write the run's resolved config: config.json (read by `load_model` and `--resume`) and
     config.toml (the same settings, for `diffusion train --config`)."""
     run_dir = Path(run_dir)
@@ -41,6 +44,7 @@ def write_run_config(run_dir: str | Path, config: TrainConfig, dim: int) -> None
         "format_version": FORMAT_VERSION,
         "library_version": diffusion.__version__,
         "dim": dim,
+        "shape": list(shape or (dim,)),
         "config": config.to_dict(),
     }
     atomic_write_text(run_dir / CONFIG, json.dumps(meta, indent=2) + "\n")
@@ -88,6 +92,7 @@ def read_run_config(run_dir: str | Path, *, option: str = "--run") -> tuple[Trai
         dim = meta["dim"]
         if not (isinstance(dim, int) and dim >= 1):
             raise TypeError(f"dim must be a positive integer, got {dim!r}")
+        run_shape(meta, dim)  # checked with the rest; `read_run_shape` reads it
     except CheckpointError:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -95,12 +100,33 @@ def read_run_config(run_dir: str | Path, *, option: str = "--run") -> tuple[Trai
     return config, dim
 
 
+def run_shape(meta: dict, dim: int) -> tuple[int, ...]:
+    """The example shape recorded in a run's config.json ((dim,) for runs that predate it);
+    TypeError unless it is a list of 1 or 3 positive integers with `dim` entries in all."""
+    shape = meta.get("shape", [dim])
+    if not (
+        isinstance(shape, list)
+        and len(shape) in (1, 3)
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+        and math.prod(shape) == dim
+    ):
+        raise TypeError(f"shape must be 1 or 3 positive integers with dim entries, got {shape!r}")
+    return tuple(shape)
+
+
+def read_run_shape(run_dir: str | Path) -> tuple[int, ...]:
+    """The example shape of a run whose config `read_run_config` has already accepted."""
+    meta = json.loads((Path(run_dir) / CONFIG).read_text())
+    return run_shape(meta, meta["dim"])
+
+
 def save_model(run_dir: str | Path, trained: TrainedModel) -> None:
     """Write the EMA weights and normaliser of `trained` to model.safetensors, atomically."""
     tensors = {f"model.{k}": v for k, v in trained.model.state_dict().items()}
     tensors["normalizer.shift"] = trained.normalizer.shift
     tensors["normalizer.scale"] = trained.normalizer.scale
-    meta = {"kind": MODEL_KIND, "format_version": FORMAT_VERSION, "dim": trained.dim}
+    meta = {"kind": MODEL_KIND, "format_version": FORMAT_VERSION, "dim": trained.dim,
+            "shape": list(trained.shape)}  # fmt: skip
     write_tensor_file(Path(run_dir) / WEIGHTS, tensors, meta)
 
 
@@ -120,7 +146,14 @@ def load_model(run_dir: str | Path, *, option: str = "--run") -> TrainedModel:
             f"{run_dir / WEIGHTS} is not this run's model (kind {meta.get('kind')!r}, "
             f"dim {meta.get('dim')!r}; config.json says dim {dim})"
         )
-    model = build_model(config, dim)
+    shape = read_run_shape(run_dir)
+    if meta.get("shape", [dim]) != list(shape):
+        raise CheckpointError(f"{run_dir / WEIGHTS} is not this run's model (shape "
+                              f"{meta.get('shape')!r}; config.json says {list(shape)})")  # fmt: skip
+    try:
+        model = build_model(config, shape)
+    except ValueError as exc:
+        raise CheckpointError(f"{run_dir / CONFIG} does not describe a model: {exc}") from None
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
@@ -138,4 +171,5 @@ def load_model(run_dir: str | Path, *, option: str = "--run") -> TrainedModel:
         model=model.eval(),
         normalizer=normalizer,
         dim=dim,
+        shape=shape,
     )

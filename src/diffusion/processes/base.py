@@ -49,6 +49,9 @@ class GaussianProcess(ABC):
     discrete_steps: int | None = None
     #: scale the network input by c_in = 1 / sqrt(alpha^2 + sigma^2) (False where it is 1).
     scale_input: bool = True
+    #: True where sigma_max should be the largest distance between training examples (Song &
+    #: Ermon 2020, Technique 1): on images, a run leaving sigma_max unset measures it.
+    sigma_max_from_data: bool = False
     #: the `TrainConfig` settings this process takes, each mapped to its constructor argument
     #: (prediction and coupling besides, which every process takes).
     settings: dict[str, str] = {}  # noqa: RUF012 (read-only, overridden per class)

@@ -97,10 +97,12 @@ class VE(ContinuousProcess):
     t > 0 (Song et al. 2021, Eq. 30-31), and sigma(0) = 0: the grid's last step denoises.
 
     sigma_max should be about the largest distance between data points (Song & Ermon 2020,
-    Technique 1); the data are standardised, so 10 covers the toy sets.
+    Technique 1); the data are standardised, so 10 covers the toy sets. Image runs measure it
+    on their training images when it is left unset (`sigma_max_from_data`).
     """
 
     default_sampler = "heun"
+    sigma_max_from_data = True
     settings = {"sigma_min": "sigma_min", "sigma_max": "sigma_max", "train_times": "train_times"}  # noqa: RUF012
 
     def __init__(

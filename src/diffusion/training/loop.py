@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from diffusion.data import Dataset, get_dataset
 from diffusion.data.normalize import Normalizer
-from diffusion.errors import CheckpointError
+from diffusion.errors import CheckpointError, ConfigError
 from diffusion.processes import GaussianProcess
 from diffusion.samplers import sample
 from diffusion.streams import stream, stream_seed
@@ -37,6 +37,7 @@ from diffusion.training.build import (
     build_model,
     build_process,
     data_digest,
+    resolve_data_settings,
     resolve_device,
     training_points,
 )
@@ -103,15 +104,20 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.dataset = dataset if dataset is not None else get_dataset(config.dataset)
-        self.process = build_process(config)
         self.data = training_points(config, self.dataset)
         self.data_sha256 = data_digest(self.data)
-        self.normalizer = Normalizer.fit(self.data)
-        x = self.normalizer.normalize(self.data).to(self.device)  # (n, d)
+        self.normalizer = Normalizer.for_dataset(self.dataset, self.data)
+        x = self.normalizer.normalize(self.data).to(self.device)  # (n, d), images flattened
+        resolve_data_settings(config, self.dataset, x)
+        self.process = build_process(config)
         self.x_train = x
         n, self.dim = x.shape
+        self.shape = self.dataset.shape  # one example: (d,), or (C, H, W) for images
 
-        self.model = build_model(config, self.dim).to(self.device)
+        try:
+            self.model = build_model(config, self.shape).to(self.device)
+        except ValueError as exc:  # e.g. a U-Net asked for points
+            raise ConfigError(f"model {config.model}: {exc}") from None
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         # fused: one kernel for the whole update, and it can skip a step on the device.
         self.optimizer = torch.optim.AdamW(
@@ -231,6 +237,8 @@ class Trainer:
             generator=frame_generator,
             device=self.device,
         ).x
+        if self.dataset.is_image:
+            x = x.clamp(-1, 1)  # the pixel range
         return self.normalizer.denormalize(x).cpu()
 
     def check_finite(self) -> None:

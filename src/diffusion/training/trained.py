@@ -22,6 +22,26 @@ class TrainedModel:
     model: torch.nn.Module
     normalizer: Normalizer
     dim: int
+    shape: tuple[int, ...] = ()  # one example: (dim,) for points (the default), (C, H, W)
+
+    def __post_init__(self) -> None:
+        if not self.shape:
+            self.shape = (self.dim,)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The pixel range of an image run: what [-1, 1] maps back to."""
+        shift, scale = float(self.normalizer.shift[0]), float(self.normalizer.scale[0])
+        return shift - scale, shift + scale
+
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples (n, dim) of the model into data space: images are clipped to [-1, 1] (the
+        pixel range) first."""
+        return self.normalizer.denormalize(x.clamp(-1, 1) if self.is_image else x)
 
     @classmethod
     def from_result(cls, result: TrainResult) -> TrainedModel:
@@ -29,6 +49,7 @@ class TrainedModel:
         return cls(
             config=result.config, process=result.process, model=result.ema,
             normalizer=result.normalizer, dim=result.data.shape[1],
+            shape=tuple(result.dataset.shape),
         )  # fmt: skip
 
     def denoiser(self, device: torch.device | str = "cpu", **cond: torch.Tensor):
@@ -47,8 +68,8 @@ class TrainedModel:
         callback=None,
         **options: object,
     ) -> SampleResult:
-        """n samples in data space (the callback still sees the normalised state); settings
-        left out are the run's own."""
+        """n samples in data space, (n, dim) (images flattened: reshape to (n, *shape)); the
+        callback still sees the normalised state; settings left out are the run's own."""
         result = sample(
             self.denoiser(device),
             (n, self.dim),
@@ -60,5 +81,5 @@ class TrainedModel:
             callback=callback,
             **options,
         )
-        x = self.normalizer.denormalize(result.x)
+        x = self.to_data(result.x)
         return SampleResult(x=x, nfe=result.nfe, times=result.times)

@@ -2,9 +2,11 @@
 
 Run directory layout::
 
-    training.gif   samples over training against the data
-    reverse.gif    particles flowing from noise (t = 1) to data (t = 0)
-    samples.png    data and samples side by side
+    training.gif   samples over training against the data (images: a grid of samples from
+                   one fixed prior draw, at every snapshot)
+    reverse.gif    particles flowing from noise (t = 1) to data (t = 0) (images: a grid of
+                   x_t beside the network's estimate of the clean image)
+    samples.png    data and samples side by side (images: two grids)
     loss.png       the training loss curve
     metrics.json   distances to fresh data, their floors and ratios, timings (written last)
     config.json    the resolved configuration, written before training starts
@@ -38,9 +40,12 @@ from diffusion.training.state import TrainingState
 from diffusion.training.trained import TrainedModel
 from diffusion.utils import atomic_write_text
 from diffusion.viz.gif import reverse_gif, training_gif
+from diffusion.viz.images import image_reverse_gif, image_training_gif, plot_image_samples
 from diffusion.viz.plots import compute_limits, plot_loss, plot_samples
+from diffusion.workflows.image_metrics import image_metrics
 
 REVERSE_POINTS = 2000  # particles in reverse.gif
+REVERSE_IMAGES = 16  # images in reverse.gif of an image run (a 4 x 4 grid)
 REVERSE_FRAMES = 40  # frames in reverse.gif, spread over the sampling steps
 
 
@@ -63,6 +68,11 @@ class EvalResult:
     metrics: MetricsReport
     nfe: int
     seconds: float
+    image: dict | None = None  # image runs: the Fréchet and memorisation ratios
+
+    def to_dict(self) -> dict:
+        """The metrics as JSON: each with value, floor and ratio."""
+        return {**(self.image or {}), **self.metrics.to_dict()}
 
 
 def evaluate(
@@ -75,9 +85,12 @@ def evaluate(
     steps: int | None = None,
     grid: str | None = None,
     device: torch.device | str = "cpu",
+    train: torch.Tensor | None = None,
     **options: object,
 ) -> EvalResult:
-    """Sample n points and compare them with fresh data (value, floor, ratio per metric)."""
+    """Sample n points and compare them with fresh data (value, floor, ratio per metric); for
+    images also the Fréchet and memorisation ratios (`train`: a generated set's training
+    images, for the latter)."""
     start = time.perf_counter()
     result = trained.sample(
         n,
@@ -91,7 +104,11 @@ def evaluate(
     seconds = time.perf_counter() - start
     samples = result.x.cpu()
     report = compare_to_data(samples, dataset.sample, stream(seed, "metrics"))
-    return EvalResult(samples=samples, metrics=report, nfe=result.nfe, seconds=seconds)
+    image = None
+    if dataset.is_image:
+        image = image_metrics(samples, dataset, stream(seed, "metrics.images"), train=train)
+    return EvalResult(samples=samples, metrics=report, nfe=result.nfe, seconds=seconds,
+                      image=image)  # fmt: skip
 
 
 def reverse_trajectory(trained: TrainedModel, *, seed: int, device: torch.device | str = "cpu"):
@@ -112,16 +129,45 @@ def reverse_trajectory(trained: TrainedModel, *, seed: int, device: torch.device
     return frames
 
 
-def write_outputs(run_dir: Path, result: TrainResult, evaluation: EvalResult, reverse) -> dict:
-    """Write pictures, metrics and checkpoint of a finished run; return the metrics dict."""
-    data = result.data
+def reverse_images(trained: TrainedModel, *, seed: int, device: torch.device | str = "cpu"):
+    """(t, x_t, x0_hat) frames in data space for reverse.gif of an image run: REVERSE_IMAGES
+    images from the prior to the samples, with the network's clean-image estimate."""
+    steps = trained.config.sample_steps
+    keep = set(torch.linspace(0, steps - 1, REVERSE_FRAMES).round().long().tolist())
+    frames: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+
+    def record(step: SamplerStep) -> None:
+        if step.index in keep:
+            frames.append((step.s, trained.to_data(step.x).cpu(), trained.to_data(step.x0).cpu()))
+
+    generator = stream(seed, "reverse", device)
+    x1 = trained.process.prior((REVERSE_IMAGES, trained.dim), generator=generator, device=device)
+    x1 = trained.to_data(x1).cpu()
+    frames.append((1.0, x1, torch.full_like(x1, float(trained.normalizer.shift[0]))))
+    generator = stream(seed, "reverse", device)  # replay: the same prior draw
+    trained.sample(REVERSE_IMAGES, generator=generator, device=device, callback=record)
+    return frames
+
+
+def _write_pictures(run_dir: Path, result: TrainResult, evaluation: EvalResult, reverse) -> None:
+    """training.gif, reverse.gif and samples.png: scatter plots for points, grids for images."""
+    data, dataset, config = result.data, result.dataset, result.config
+    title = f"{config.dataset}: data vs {config.process} samples"
+    if dataset.is_image:
+        look = {"shape": dataset.shape, "value_range": dataset.value_range}
+        image_training_gif(result.snapshots, run_dir / "training.gif", **look)
+        image_reverse_gif(reverse, run_dir / "reverse.gif", **look)
+        plot_image_samples(data, evaluation.samples, run_dir / "samples.png", title=title, **look)
+        return
     limits = compute_limits(data)
     training_gif(result.snapshots, data, run_dir / "training.gif", limits=limits)
     reverse_gif(reverse, data, run_dir / "reverse.gif")
-    plot_samples(
-        data, evaluation.samples, run_dir / "samples.png", limits=limits,
-        title=f"{result.config.dataset}: data vs {result.config.process} samples",
-    )  # fmt: skip
+    plot_samples(data, evaluation.samples, run_dir / "samples.png", limits=limits, title=title)
+
+
+def write_outputs(run_dir: Path, result: TrainResult, evaluation: EvalResult, reverse) -> dict:
+    """Write pictures, metrics and checkpoint of a finished run; return the metrics dict."""
+    _write_pictures(run_dir, result, evaluation, reverse)
     plot_loss(result.losses.numpy(), run_dir / "loss.png")
     metrics = {
         "dataset": result.config.dataset,
@@ -134,7 +180,7 @@ def write_outputs(run_dir: Path, result: TrainResult, evaluation: EvalResult, re
         "sample_seconds": round(evaluation.seconds, 2),
         "skipped_steps": result.skipped_steps,
         "final_loss": float(result.losses[-100:].nanmean()),
-        **evaluation.metrics.to_dict(),
+        **evaluation.to_dict(),
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -159,7 +205,7 @@ def run_training(
     trainer = Trainer(config, dataset)
     if resume is not None:
         trainer.load_state(resume)
-    write_run_config(run_dir, config, trainer.dim)
+    write_run_config(run_dir, config, trainer.dim, trainer.shape)
 
     def checkpoint(t: Trainer) -> None:
         save_checkpoint(run_dir, t.state())
@@ -176,7 +222,9 @@ def run_training(
     trained = TrainedModel.from_result(result)
     save_model(run_dir, trained)
     evaluation = evaluate(
-        trained, result.dataset, n=config.eval_samples, seed=config.seed, device=device
-    )
-    reverse = reverse_trajectory(trained, seed=config.seed, device=device)
+        trained, result.dataset, n=config.eval_samples, seed=config.seed, device=device,
+        train=result.data,
+    )  # fmt: skip
+    frames = reverse_images if trained.is_image else reverse_trajectory
+    reverse = frames(trained, seed=config.seed, device=device)
     return write_outputs(run_dir, result, evaluation, reverse)
