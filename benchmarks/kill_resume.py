@@ -2,6 +2,7 @@
 
     python benchmarks/kill_resume.py                # 10 kills (the bar of issue 3)
     python benchmarks/kill_resume.py --kills 3 --quick --json out.json
+    python benchmarks/kill_resume.py --images --json benchmarks/kill_resume_images.json
 
 1. A reference run trains to the end without interruption (a child process).
 2. The same command starts again in another directory and is killed with SIGKILL after a
@@ -47,6 +48,13 @@ QUICK = [
     "--diffusion-steps", "50", "--sample-steps", "20", "--checkpoint-every", "50",
     "--eval-samples", "500", "--snapshot-samples", "200", "--snapshot-every", "200",
     "--n-train", "5000",
+]  # fmt: skip
+
+#: an image run: the digits with a small U-Net (the same guarantees as for the MLP).
+IMAGES = [
+    "--dataset", "digits", "--train-steps", "300", "--unet-channels", "8",
+    "--batch-size", "64", "--sample-steps", "6", "--checkpoint-every", "25",
+    "--eval-samples", "300", "--snapshot-samples", "16", "--snapshot-every", "100",
 ]  # fmt: skip
 
 
@@ -121,9 +129,10 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     parser.add_argument("--quick", action="store_true", help="a smaller run (for the tests)")
+    parser.add_argument("--images", action="store_true", help="an image run (digits, U-Net)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    options = QUICK if args.quick else FULL
+    options = IMAGES if args.images else QUICK if args.quick else FULL
     rng = random.Random(args.seed)
 
     with tempfile.TemporaryDirectory() as tmp:

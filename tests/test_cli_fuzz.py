@@ -457,7 +457,7 @@ def check(template: list[str], zoo: Path) -> None:
 # Examples per command in the normal suite: a successful train, diagnose or compare takes a
 # few seconds (pictures), sample, evaluate and nll a fraction of one. About 15 s in all; the
 # `slow` variant below runs 500 per command.
-EXAMPLES = {"train": 12, "sample": 20, "evaluate": 20, "nll": 15, "diagnose": 5, "compare": 5}
+EXAMPLES = {"train": 10, "sample": 16, "evaluate": 16, "nll": 12, "diagnose": 4, "compare": 4}
 SLOW_EXAMPLES = 500
 
 

@@ -121,3 +121,15 @@ def test_a_unet_run_resumes_bit_identically(step, tmp_path):
     resumed.load_state(state)
     resumed.run(progress=False)
     assert_same(resumed.state(), reference.state())
+
+
+def test_the_python_api_trains_on_an_in_memory_image_array():
+    import diffusion
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, size=(40, 8, 8, 3), dtype=np.uint8)
+    run = diffusion.train(images, unet_channels=8, train_steps=3, batch_size=8,
+                          snapshot_samples=4, eval_samples=16, sample_steps=2, progress=False)  # fmt: skip
+    x = run.sample(5)
+    assert run.model.shape == (3, 8, 8) and x.shape == (5, 3, 8, 8)
+    assert x.min() >= 0 and x.max() <= 255

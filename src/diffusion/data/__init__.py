@@ -34,6 +34,7 @@ __all__ = [
     "GaussianMixture",
     "available_datasets",
     "get_dataset",
+    "image_dataset",
     "is_image_dataset",
     "load_mixture",
     "load_points",
@@ -137,7 +138,7 @@ def held_out_split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[count:].sort().values, order[:count].sort().values
 
 
-def _image_dataset(name: str, images: Images) -> Dataset:
+def image_dataset(name: str, images: Images) -> Dataset:
     """A finite image set: its images flattened to rows, a held-out split kept aside, fresh
     draws by bootstrap from the rest."""
     n = images.pixels.shape[0]
@@ -167,7 +168,7 @@ def _draw_flat_shapes(
 
 def _named_image_dataset(name: str) -> Dataset:
     if name == "digits":
-        return _image_dataset(name, load_digits())
+        return image_dataset(name, load_digits())
     size = 32 if name == "shapes32" else 16
     return Dataset(
         name=name, dim=size * size, sample=partial(_draw_flat_shapes, size=size),
@@ -248,9 +249,9 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
             raise DataError(f"{spec}: a file data set takes no options, got {', '.join(options)}")
         path = user_path(spec)
         if path.is_dir():
-            return _image_dataset(spec, load_image_folder(path))
+            return image_dataset(spec, load_image_folder(path))
         if is_image_array(path):
-            return _image_dataset(spec, load_image_array(path))
+            return image_dataset(spec, load_image_array(path))
         if spec.lower().endswith(".json"):
             mixture = load_mixture(spec)
             return Dataset(name=spec, dim=mixture.dim, sample=mixture.sample, mixture=mixture)

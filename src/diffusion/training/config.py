@@ -96,8 +96,8 @@ class TrainConfig:
     # Data.
     dataset: str = setting(
         "swissroll",
-        f"a toy set name, or a .npy/.csv point cloud (at most {MAX_DIM} coordinates per point) "
-        "or .json mixture file",
+        f"a toy or image set name, a .npy/.csv point cloud (at most {MAX_DIM} coordinates per "
+        "point), a .json mixture, a .npy image array or a folder of PNG/JPEG images",
         "data",
         metavar="NAME|FILE",
     )  # fmt: skip

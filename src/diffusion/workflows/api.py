@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffusion.data import Dataset, get_dataset
+from diffusion.data import IMAGE_ARRAY, Dataset, get_dataset, image_dataset
 from diffusion.data.files import points_from_array, resample
+from diffusion.data.images import images_from_array
 from diffusion.errors import ConfigError
 from diffusion.io.runs import load_model
 from diffusion.measure.metrics import MetricsReport
@@ -61,7 +62,8 @@ class Run:
         device: torch.device | str | None = None,
         **options: object,
     ) -> torch.Tensor:
-        """n samples in the data's units, (n, d) on the CPU; settings left out are the run's.
+        """n samples in the data's units on the CPU, (n, d) for points and (n, C, H, W) for
+        images; settings left out are the run's.
 
         `options` are the sampler's own (e.g. ``eta`` for DDIM); `seed` fixes the draw, the
         same as ``diffusion sample --seed``.
@@ -71,7 +73,7 @@ class Run:
             n, sampler=sampler, steps=sample_steps, grid=sample_grid,
             generator=make_generator(seed, device), device=device, **options,
         )  # fmt: skip
-        return result.x.cpu()
+        return result.x.cpu().reshape(n, *self.model.shape)
 
     def evaluate(
         self,
@@ -117,7 +119,7 @@ def train(
         raise ConfigError("give the data as the first argument of train, not as dataset=")
     if isinstance(data, np.ndarray | torch.Tensor):
         dataset = array_dataset(data)
-        config = TrainConfig.from_dict({**settings, "dataset": ARRAY})
+        config = TrainConfig.from_dict({**settings, "dataset": dataset.name})
     else:
         config = TrainConfig.from_dict({**settings, "dataset": str(data)})
         dataset = get_dataset(config.dataset)
@@ -137,9 +139,13 @@ def load(run_dir: str | Path) -> Run:
 
 
 def array_dataset(points: np.ndarray | torch.Tensor) -> Dataset:
-    """An in-memory (n, d) point cloud as a data set: fresh draws are bootstrap resamples."""
+    """An in-memory (n, d) point cloud, or images (n, H, W), (n, H, W, C) or (n, C, H, W),
+    as a data set: fresh draws are bootstrap resamples."""
     array = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else points
-    tensor = points_from_array(np.asarray(array), "the array")
+    array = np.asarray(array)
+    if array.ndim in (3, 4):
+        return image_dataset(IMAGE_ARRAY, images_from_array(array, "the array"))
+    tensor = points_from_array(array, "the array")
     return Dataset(
         name=ARRAY, dim=tensor.shape[1], sample=lambda n, g=None: resample(tensor, n, g),
         points=tensor,
@@ -147,7 +153,7 @@ def array_dataset(points: np.ndarray | torch.Tensor) -> Dataset:
 
 
 def _dataset_of(config: TrainConfig) -> Dataset:
-    if config.dataset == ARRAY:
+    if config.dataset in (ARRAY, IMAGE_ARRAY):
         raise ConfigError(
             "this run was trained on an in-memory array, which was not saved with it: "
             "evaluate it right after training (run.evaluate()), or train on a file"
