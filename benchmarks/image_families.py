@@ -52,7 +52,7 @@ def main() -> None:
                 check_sampler(trained.process, sampler)
             except ValueError:
                 continue
-            options = {"langevin_steps": 20} if sampler == "langevin" else {}
+            options = {"langevin_steps": 4} if sampler == "langevin" else {}
             begin = time.perf_counter()
             steps = None if sampler == trained.config.sampler else 25
             try:

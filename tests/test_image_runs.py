@@ -133,3 +133,20 @@ def test_the_python_api_trains_on_an_in_memory_image_array():
     x = run.sample(5)
     assert run.model.shape == (3, 8, 8) and x.shape == (5, 3, 8, 8)
     assert x.min() >= 0 and x.max() <= 255
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--dataset", "swissroll", "--model", "unet"], "needs images"),
+     (["--dataset", "digits", "--unet-mults", "1,2,2,2,2"], "divisible by 16"),
+     (["--dataset", "swissroll", "--unet-channels", "8"], "applies to model unet only"),
+     (["--dataset", "digits", "--width", "64"], "applies to model mlp only"),
+     (["--dataset", "digits", "--unet-mults", "1,x"], "comma-separated integers")],
+)  # fmt: skip
+def test_a_network_that_cannot_take_the_data_is_refused_before_anything_is_written(
+    args, message, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", *args, "--out", str(out))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
