@@ -51,5 +51,8 @@ class Normalizer:
             raise DataError(f"data of shape {tuple(x.shape)} do not fit a model of dimension {dim}")
         return (x - self.shift.to(x)) / self.scale.to(x)
 
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+    def denormalize(self, x: torch.Tensor, *, clip: bool = False) -> torch.Tensor:
+        """Back to the data's units; `clip` first clips to [-1, 1] (an image's pixel range)."""
+        if clip:
+            x = x.clamp(-1, 1)
         return x * self.scale.to(x) + self.shift.to(x)

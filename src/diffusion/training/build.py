@@ -15,7 +15,7 @@ from diffusion.data import Dataset
 from diffusion.models import TimeMLP, UNet
 from diffusion.processes import PROCESSES, GaussianProcess
 from diffusion.streams import stream, stream_seed
-from diffusion.training.config import TrainConfig
+from diffusion.training.config import TrainConfig, int_list
 from diffusion.utils import default_device
 
 
@@ -40,14 +40,14 @@ def build_process(config: TrainConfig) -> GaussianProcess:
 def unet_mults(config: TrainConfig, side: int) -> tuple[int, ...]:
     """The U-Net's channel multipliers: the config's, else by image side (see its help)."""
     if config.unet_mults is not None:
-        return tuple(int(m) for m in config.unet_mults.split(","))
+        return int_list(config.unet_mults)
     return (1, 2) if side <= 8 else (1, 2, 2) if side <= 16 else (1, 2, 2, 2)
 
 
 def unet_attention(config: TrainConfig, side: int) -> tuple[int, ...]:
     """The sides with self-attention: the config's, else every side from 8 down below `side`."""
     if config.unet_attention is not None:
-        return tuple(int(s) for s in config.unet_attention.split(","))
+        return int_list(config.unet_attention)
     return tuple(s for s in (8, 4, 2, 1) if s < side)
 
 

@@ -70,7 +70,7 @@ def _by_data(name: str) -> str:
     return f"{shown[0]} for points, {shown[1]} for images"
 
 
-def _int_list(text: str) -> tuple[int, ...] | None:
+def int_list(text: str) -> tuple[int, ...] | None:
     """ "1,2,2" -> (1, 2, 2); None unless it is a comma-separated list of integers >= 1."""
     try:
         values = tuple(int(part) for part in text.split(","))
@@ -312,7 +312,7 @@ class TrainConfig:
                 setattr(self, name, defaults[name])
         for name in ("unet_mults", "unet_attention"):
             value = getattr(self, name)
-            if value is not None and _int_list(value) is None:
+            if value is not None and int_list(value) is None:
                 raise ConfigError(f"{name} must be comma-separated integers from 1 to 64, "
                                   f"e.g. 1,2,2; got {_short(value)}")  # fmt: skip
         belongs = {"mlp": ("width", "depth"),

@@ -237,9 +237,7 @@ class Trainer:
             generator=frame_generator,
             device=self.device,
         ).x
-        if self.dataset.is_image:
-            x = x.clamp(-1, 1)  # the pixel range
-        return self.normalizer.denormalize(x).cpu()
+        return self.normalizer.denormalize(x, clip=self.dataset.is_image).cpu()
 
     def check_finite(self) -> None:
         """Host check: raise NonFiniteLossError if a long run of steps was skipped."""

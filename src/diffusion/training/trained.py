@@ -41,7 +41,7 @@ class TrainedModel:
     def to_data(self, x: torch.Tensor) -> torch.Tensor:
         """Samples (n, dim) of the model into data space: images are clipped to [-1, 1] (the
         pixel range) first."""
-        return self.normalizer.denormalize(x.clamp(-1, 1) if self.is_image else x)
+        return self.normalizer.denormalize(x, clip=self.is_image)
 
     @classmethod
     def from_result(cls, result: TrainResult) -> TrainedModel:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from diffusion.data import Dataset
+from diffusion.data.normalize import Normalizer
 from diffusion.errors import CheckpointError
 from diffusion.io.tensorfile import read_tensor_file, write_tensor_file
 from diffusion.measure.images import (
@@ -39,9 +40,10 @@ def cache_dir() -> Path:
 
 
 def to_unit_range(x: torch.Tensor, dataset: Dataset) -> torch.Tensor:
-    """(n, C*H*W) rows in data units -> (n, C, H, W) pixels in [-1, 1]."""
-    low, high = dataset.value_range
-    return ((x - (low + high) / 2) / ((high - low) / 2)).reshape(-1, *dataset.shape)
+    """(n, C*H*W) rows in data units -> (n, C, H, W) pixels in [-1, 1], by the map training
+    uses (`Normalizer.for_range`)."""
+    normalizer = Normalizer.for_range(*dataset.value_range, dataset.dim)
+    return normalizer.normalize(x).reshape(-1, *dataset.shape)
 
 
 def _training_images(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:

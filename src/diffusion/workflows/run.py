@@ -111,27 +111,9 @@ def evaluate(
                       image=image)  # fmt: skip
 
 
-def reverse_trajectory(trained: TrainedModel, *, seed: int, device: torch.device | str = "cpu"):
-    """(t, x_t) frames in data space from the prior to the samples, at most REVERSE_FRAMES + 1."""
-    steps = trained.config.sample_steps
-    keep = set(torch.linspace(0, steps - 1, REVERSE_FRAMES).round().long().tolist())
-    frames: list[tuple[float, torch.Tensor]] = []
-
-    def record(step: SamplerStep) -> None:
-        if step.index in keep:
-            frames.append((step.s, trained.normalizer.denormalize(step.x).cpu()))
-
-    generator = stream(seed, "reverse", device)
-    x1 = trained.process.prior((REVERSE_POINTS, trained.dim), generator=generator, device=device)
-    frames.append((1.0, trained.normalizer.denormalize(x1).cpu()))
-    generator = stream(seed, "reverse", device)  # replay: the same prior draw
-    trained.sample(REVERSE_POINTS, generator=generator, device=device, callback=record)
-    return frames
-
-
-def reverse_images(trained: TrainedModel, *, seed: int, device: torch.device | str = "cpu"):
-    """(t, x_t, x0_hat) frames in data space for reverse.gif of an image run: REVERSE_IMAGES
-    images from the prior to the samples, with the network's clean-image estimate."""
+def _reverse_frames(trained: TrainedModel, n: int, *, seed: int, device: torch.device | str):
+    """(t, x_t, x0_hat) frames in data space, n examples from the prior (x0_hat there: the
+    data's centre) to the samples, at most REVERSE_FRAMES + 1 of them."""
     steps = trained.config.sample_steps
     keep = set(torch.linspace(0, steps - 1, REVERSE_FRAMES).round().long().tolist())
     frames: list[tuple[float, torch.Tensor, torch.Tensor]] = []
@@ -141,12 +123,23 @@ def reverse_images(trained: TrainedModel, *, seed: int, device: torch.device | s
             frames.append((step.s, trained.to_data(step.x).cpu(), trained.to_data(step.x0).cpu()))
 
     generator = stream(seed, "reverse", device)
-    x1 = trained.process.prior((REVERSE_IMAGES, trained.dim), generator=generator, device=device)
-    x1 = trained.to_data(x1).cpu()
-    frames.append((1.0, x1, torch.full_like(x1, float(trained.normalizer.shift[0]))))
+    x1 = trained.process.prior((n, trained.dim), generator=generator, device=device)
+    frames.append((1.0, trained.to_data(x1).cpu(), trained.to_data(torch.zeros_like(x1)).cpu()))
     generator = stream(seed, "reverse", device)  # replay: the same prior draw
-    trained.sample(REVERSE_IMAGES, generator=generator, device=device, callback=record)
+    trained.sample(n, generator=generator, device=device, callback=record)
     return frames
+
+
+def reverse_trajectory(trained: TrainedModel, *, seed: int, device: torch.device | str = "cpu"):
+    """(t, x_t) frames in data space from the prior to the samples, at most REVERSE_FRAMES + 1."""
+    frames = _reverse_frames(trained, REVERSE_POINTS, seed=seed, device=device)
+    return [(t, x) for t, x, _ in frames]
+
+
+def reverse_images(trained: TrainedModel, *, seed: int, device: torch.device | str = "cpu"):
+    """(t, x_t, x0_hat) frames in data space for reverse.gif of an image run: REVERSE_IMAGES
+    images from the prior to the samples, with the network's clean-image estimate."""
+    return _reverse_frames(trained, REVERSE_IMAGES, seed=seed, device=device)
 
 
 def _write_pictures(run_dir: Path, result: TrainResult, evaluation: EvalResult, reverse) -> None:
