@@ -3,6 +3,8 @@ ratio of a copier and of fresh data, and the classifier cache."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -104,3 +106,17 @@ def test_image_metrics_of_real_digits_are_at_their_floors():
     assert set(metrics) == {"frechet", "memorisation"}
     assert metrics["memorisation"]["ratio"] == pytest.approx(1.0)
     assert metrics["frechet"]["ratio"] < 2.0
+
+
+def test_samples_of_quantised_digits_are_scored_on_the_data_levels():
+    digits = get_dataset("digits")
+    assert digits.quantised
+    jitter = (torch.rand(digits.held_out.shape, generator=torch.Generator().manual_seed(1))
+              - 0.5) * 0.8  # fmt: skip
+    jittered = (digits.held_out + jitter).clamp(*digits.value_range)
+    exact = image_metrics(digits.held_out, digits, torch.Generator().manual_seed(0))
+    scored = image_metrics(jittered, digits, torch.Generator().manual_seed(0))
+    assert scored == exact  # within +-0.4 of a level: the same images once rounded
+    as_continuous = dataclasses.replace(digits, quantised=False)
+    unrounded = image_metrics(jittered, as_continuous, torch.Generator().manual_seed(0))
+    assert unrounded["frechet"]["value"] != exact["frechet"]["value"]

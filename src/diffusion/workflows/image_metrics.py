@@ -92,8 +92,14 @@ def image_metrics(
 
     The memorisation ratio needs the training images and held-out ones: a finite set's own
     split, or for a generated set its `train` images (the run's draws) against fresh draws.
+
+    Samples of a quantised data set (the digits' 17 grey levels, uint8 arrays) are rounded to
+    its levels first, as the real images are and as FID scores samples written as 8-bit
+    images: otherwise the score would count the off-level values no picture of them shows.
     """
     net = feature_net(dataset)
+    if dataset.quantised:
+        samples = samples.round()
     fake = to_unit_range(samples, dataset)
     if dataset.points is not None:
         pool = dataset.points if dataset.held_out is None else torch.cat(
