@@ -46,8 +46,9 @@ def test_train_into_a_directory_then_load_gives_the_same_samples(tmp_path):
     loaded = diffusion.load(tmp_path / "run")
     assert loaded.config == run.config
     torch.testing.assert_close(loaded.sample(100, seed=1), run.sample(100, seed=1))
-    # The same settings from Python and from the config: one source of defaults.
-    assert run.config == diffusion.TrainConfig(dataset="moons", **TINY)
+    # The same settings from Python and from the config: one source of defaults (the run
+    # records the classes it found: the two moons).
+    assert run.config == diffusion.TrainConfig(dataset="moons", classes=2, **TINY)
 
 
 def test_bad_input_is_one_line_error():

@@ -275,6 +275,8 @@ def path_value(command: str, dest: str, valid: bool):
         "device": (["cpu", "auto"], ["cuda:x", "tpu", "cuda:99", "", "cuda:-1"]),
         "unet_mults": (["1,2", "1", "2,2"], ["1,x", "", "0", "1,,2", "65", "1,2,2,2,2,2"]),
         "unet_attention": (["4", "8,4", "1"], ["x", "", "0,4", "4;8"]),
+        "classes": (["0", "1", "all", "0,1"], ["x", "", "-1", "1,,2", "99", "0;1"]),
+        "guidance_interval": (["0.1,5", "0,1"], ["x", "", "5,1", "1", "a,b", "nan,1"]),
     }
     if dest == "out" and command == "sample":
         good = ["@ex/samples.npy", "@ex/a/b/samples.npy"]

@@ -35,6 +35,7 @@ STREAMS: dict[str, int] = {
 HASHED_STREAMS = (
     "metrics.images",  # the real-image splits of the image metrics
     "nll.dequantise",  # the uniform noise `diffusion nll` adds to integer pixels
+    "eval.labels",  # the classes a conditional run's evaluation samples
 )
 #: slots per seed: seed * SLOTS + slot must stay distinct across seeds.
 SLOTS = 16

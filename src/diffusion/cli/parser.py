@@ -7,6 +7,7 @@ from diffusion.cli.common import (
     Parser,
     add_model_options,
     add_sampling_options,
+    non_negative_float,
     positive_float,
     positive_int,
     seed_int,
@@ -69,6 +70,17 @@ def build_parser() -> Parser:
     sample.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draw "
                         "and the sampler's noise (default: 0)")  # fmt: skip
     sample.add_argument("--out", required=True, help="output .npy file, an (n, d) float32 array")
+    guidance = sample.add_argument_group("classes and guidance (a run trained with labels)")
+    guidance.add_argument("--class", dest="classes", default=None, metavar="C[,C...]|all",
+                          help="sample these classes (numbers), in equal shares in the order "
+                          "given, or every class with 'all'; their labels are written beside "
+                          "--out as .labels.npy (default: unconditional)")  # fmt: skip
+    guidance.add_argument("--guidance", type=non_negative_float, default=1.0, metavar="W",
+                          help="classifier-free guidance scale: 0 unconditional, 1 conditional, "
+                          "above 1 guided (default: 1)")  # fmt: skip
+    guidance.add_argument("--guidance-interval", default=None, metavar="LOW,HIGH",
+                          help="apply the guidance only at noise levels sigma/alpha in "
+                          "(LOW, HIGH), conditional elsewhere (default: everywhere)")  # fmt: skip
 
     evaluate = commands.add_parser(
         "evaluate",

@@ -40,6 +40,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if needed > free:
         raise UsageError(f"--n {args.n} needs {needed / 2**30:.1f} GiB for {args.out!r}, but "
                          f"only {free / 2**30:.1f} GiB are free there")  # fmt: skip
+    labels, guidance = class_labels(args, trained)
     device = default_device()
     generator = make_generator(args.seed, device)
     nfe = 0
@@ -53,13 +54,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
         starts = range(0, args.n, SAMPLE_CHUNK)
         for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
             size = min(SAMPLE_CHUNK, args.n - start)
-            result = trained.sample(size, generator=generator, device=device, **settings)
+            chunk = None if labels is None else labels[start : start + size]
+            result = trained.sample(size, generator=generator, device=device, label=chunk,
+                                    **guidance, **settings)  # fmt: skip
             array[start : start + size] = result.x.cpu().numpy().reshape(size, *trained.shape)
             nfe = result.nfe
         array.flush()
         del array
 
     atomic_write(out, write)
+    if labels is not None:
+        labels_path = out.with_suffix(".labels.npy")
+        atomic_write(labels_path, lambda tmp: np.save(tmp, labels.numpy()))
+        print(f"labels of the samples in {labels_path} (guidance scale {args.guidance:g})")
     if trained.is_image:  # a picture of the first ones beside the array
         picture = out.with_suffix(".png")
         first = np.load(out, mmap_mode="r")[:GRID_IMAGES]
@@ -71,6 +78,46 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {args.n} samples of dimension {trained.dim} to {out} ({nfe} NFE per sample)")
     return 0
+
+
+def class_labels(args: argparse.Namespace, trained):
+    """(labels (n,) or None, the guidance keyword arguments) from --class, --guidance and
+    --guidance-interval; UsageError for anything that does not fit the run."""
+    import torch
+
+    if args.classes is None:
+        if args.guidance != 1.0 or args.guidance_interval is not None:
+            raise UsageError("--guidance and --guidance-interval need --class")
+        return None, {}
+    if not trained.classes:
+        raise UsageError("--class needs a run trained with labels; this one is unconditional "
+                         "(train on labelled data with --labels auto or on)")  # fmt: skip
+    k = trained.classes
+    if args.classes.strip() == "all":
+        chosen = list(range(k))
+    else:
+        try:
+            chosen = [int(part) for part in args.classes.split(",")]
+        except ValueError:
+            raise UsageError(f"--class takes class numbers 0..{k - 1} separated by commas, or "
+                             f"all; got {args.classes!r}") from None  # fmt: skip
+        bad = [c for c in chosen if not 0 <= c < k]
+        if bad:
+            raise UsageError(f"--class {bad[0]} is not a class of this run (0..{k - 1})")
+    interval = None
+    if args.guidance_interval is not None:
+        try:
+            low, high = (float(part) for part in args.guidance_interval.split(","))
+        except ValueError:
+            raise UsageError("--guidance-interval takes two numbers LOW,HIGH, got "
+                             f"{args.guidance_interval!r}") from None  # fmt: skip
+        if not 0 <= low < high:  # NaN fails too
+            raise UsageError(f"--guidance-interval needs 0 <= LOW < HIGH, got {low:g},{high:g}")
+        interval = (low, high)
+    # equal shares in the order given: the first n/len samples the first class, and so on
+    share = torch.arange(args.n) * len(chosen) // args.n
+    labels = torch.tensor(chosen)[share]
+    return labels, {"guidance": args.guidance, "interval": interval}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -88,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # memorisation ratio.
     train = None
     if dataset.is_image and dataset.points is None:
-        train = training_points(trained.config, dataset)
+        train = training_points(trained.config, dataset)[0]
     result = evaluate(
         trained, dataset, n=args.n or trained.config.eval_samples, seed=args.seed,
         device=default_device(), train=train, **settings,

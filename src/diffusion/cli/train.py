@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -76,13 +77,19 @@ def describe_network(config, dataset) -> str:
     that a model that cannot take the data (a U-Net on points, sides that do not halve) is
     refused before anything is written."""
     from diffusion.models import parameter_count
-    from diffusion.training.build import build_model
+    from diffusion.training.build import build_model, resolve_classes, wants_labels
 
+    trial = dataclasses.replace(config)  # classes resolved on a copy: the run resolves its own
+    resolve_classes(trial, dataset, wants_labels(config, dataset))
     try:
-        model = build_model(config, dataset.shape, seed=0)
+        model = build_model(trial, dataset.shape, seed=0)
     except ValueError as exc:
         raise UsageError(f"--model {config.model}: {exc}") from None
-    return f"a {config.model} of {parameter_count(model):_} parameters"
+    text = f"a {config.model} of {parameter_count(model):_} parameters"
+    if trial.classes:
+        text += (f", conditional on {trial.classes} classes (label dropout "
+                 f"{config.label_dropout:g})")  # fmt: skip
+    return text
 
 
 def resume_training(args: argparse.Namespace) -> int:

@@ -22,8 +22,8 @@ from diffusion.data.images import (
     load_image_folder,
 )
 from diffusion.data.mixture import GaussianMixture, load_mixture
-from diffusion.data.shapes import draw_shapes
-from diffusion.data.toy import TOY_DATASETS, toy_mixture, toy_options
+from diffusion.data.shapes import SHAPES, draw_shapes
+from diffusion.data.toy import TOY_DATASETS, TOY_LABELLED, toy_mixture, toy_options
 
 __all__ = [
     "IMAGE_ARRAY",
@@ -65,7 +65,10 @@ class Dataset:
         quantised: whether the values lie on integer levels (the digits' 17 grey levels, uint8
             pixels), which likelihoods dequantise.
         labelled: labelled(n, generator) -> ((n, d) examples, (n,) labels), for a generated
-            set whose examples have classes (the shapes), else None.
+            set whose examples have classes (the shapes, the toy mixtures, the moons): the
+            same examples as `sample` from the same generator, with their classes; else None.
+        classes: the names of the classes, label k naming classes[k]; () for a set without
+            labels.
     """
 
     name: str
@@ -81,6 +84,7 @@ class Dataset:
     labelled: Callable[[int, torch.Generator | None], tuple[torch.Tensor, torch.Tensor]] | None = (
         None
     )
+    classes: tuple[str, ...] = ()
 
     @property
     def is_image(self) -> bool:
@@ -97,6 +101,8 @@ class Dataset:
             self.points is None or self.labels.shape != (self.points.shape[0],)
         ):
             raise ValueError("labels need one entry per row of points")
+        if (self.labels is not None or self.labelled is not None) and not self.classes:
+            raise ValueError("a labelled data set needs its class names")
 
 
 #: image sets by name: scikit-learn's 8 x 8 digits, generated shapes of 16 x 16 and 32 x 32.
@@ -150,6 +156,7 @@ def image_dataset(name: str, images: Images) -> Dataset:
         name=name, dim=points.shape[1], sample=partial(resample, points), points=points,
         shape=tuple(images.pixels.shape[1:]), labels=labels, value_range=images.value_range,
         held_out=rows[held] if held.numel() else None, quantised=images.quantised,
+        classes=images.classes if labels is not None else (),
     )  # fmt: skip
 
 
@@ -173,7 +180,7 @@ def _named_image_dataset(name: str) -> Dataset:
     return Dataset(
         name=name, dim=size * size, sample=partial(_draw_flat_shapes, size=size),
         shape=(1, size, size), value_range=(0.0, 1.0),
-        labelled=partial(_labelled_shapes, size=size),
+        labelled=partial(_labelled_shapes, size=size), classes=SHAPES,
     )  # fmt: skip
 
 
@@ -216,7 +223,12 @@ def _toy_dataset(name: str, options: dict[str, object]) -> Dataset:
         sample(1, torch.Generator().manual_seed(0))
     except DataError as error:
         raise DataError(f"{name}: {error}") from None
-    return Dataset(name=name, dim=2, sample=sample, mixture=toy_mixture(name, **options))
+    labelled, classes = None, ()
+    if name in TOY_LABELLED:
+        draw, names = TOY_LABELLED[name]
+        labelled, classes = partial(draw, **options), names(**options)
+    return Dataset(name=name, dim=2, sample=sample, mixture=toy_mixture(name, **options),
+                   labelled=labelled, classes=classes)  # fmt: skip
 
 
 def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
@@ -254,7 +266,9 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
             return image_dataset(spec, load_image_array(path))
         if spec.lower().endswith(".json"):
             mixture = load_mixture(spec)
-            return Dataset(name=spec, dim=mixture.dim, sample=mixture.sample, mixture=mixture)
+            classes = tuple(f"component {k}" for k in range(mixture.n_components))
+            return Dataset(name=spec, dim=mixture.dim, sample=mixture.sample, mixture=mixture,
+                           labelled=mixture.sample_labelled, classes=classes)  # fmt: skip
         points = load_points(spec)
         sample = partial(resample, points)
         return Dataset(name=spec, dim=points.shape[1], sample=sample, points=points)

@@ -122,8 +122,25 @@ class GaussianMixture:
             self.weights, means, self.covariances() / torch.outer(scale, scale)
         )
 
+    def select(self, components: list[int]) -> GaussianMixture:
+        """The sub-mixture of the given components, weights renormalised: the law of one class
+        when classes are components (p(x | c) of a labelled mixture)."""
+        index = torch.as_tensor(components, dtype=torch.long)
+        if not index.numel() or int(index.min()) < 0 or int(index.max()) >= self.n_components:
+            raise ValueError(f"components must be in 0..{self.n_components - 1}, got {components}")
+        weights = self.weights[index]
+        axes = None if self.axes is None else self.axes[index]
+        return GaussianMixture(weights / weights.sum(), self.means[index],
+                               self.eigenvalues[index], axes)  # fmt: skip
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n independent draws, (n, D) float32, from `generator` only (on its device)."""
+        return self.sample_labelled(n, generator)[0]
+
+    def sample_labelled(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sample` with each draw's component (n,): the same points from the same draws."""
         n = check_sample_size(n)
         device = generator.device if generator is not None else torch.device("cpu")
         label = torch.multinomial(
@@ -133,7 +150,7 @@ class GaussianMixture:
         z = z * self.eigenvalues.to(device)[label].sqrt()  # (n, D) along the component axes
         if self.axes is not None:
             z = (self.axes.to(device)[label] @ z[:, :, None]).squeeze(2)
-        return (self.means.to(device)[label] + z).to(torch.float32)
+        return (self.means.to(device)[label] + z).to(torch.float32), label
 
     def to_json(self) -> dict[str, list]:
         """The file form (`covariances` unless every component is isotropic)."""

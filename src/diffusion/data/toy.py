@@ -111,11 +111,23 @@ def gaussians(
     radius: float = 1.0,
 ) -> torch.Tensor:
     """Equal-weight mixture of isotropic Gaussians (std `std`) centred at `circle_centres`."""
+    return labelled_gaussians(n, generator, n_clusters=n_clusters, std=std, radius=radius)[0]
+
+
+def labelled_gaussians(
+    n: int,
+    generator: torch.Generator | None = None,
+    *,
+    n_clusters: int = 8,
+    std: float = 0.1,
+    radius: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gaussians` with each point's component (n,): the same points from the same draws."""
     n, n_clusters = check_sample_size(n), _count("n_clusters", n_clusters)
     std, radius = _nonnegative("std", std), _positive("radius", radius)
     centres = circle_centres(n_clusters, radius).to(_device(generator))  # (K, 2)
     label = _choice(n_clusters, n, generator)  # (n,)
-    return centres[label] + std * _normal((n, 2), generator)
+    return centres[label] + std * _normal((n, 2), generator), label
 
 
 def eight_gaussians(
@@ -135,13 +147,21 @@ def moons(n: int, generator: torch.Generator | None = None, *, noise: float = 0.
     sklearn spaces a evenly on [0, pi] and splits n in halves; fresh draws take a ~ U(0, pi) and
     each moon with probability 1/2.
     """
+    return labelled_moons(n, generator, noise=noise)[0]
+
+
+def labelled_moons(
+    n: int, generator: torch.Generator | None = None, *, noise: float = 0.05
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`moons` with each point's moon (n,): 0 upper, 1 lower; the same points."""
     n, noise = check_sample_size(n), _nonnegative("noise", noise)
-    lower = _choice(2, n, generator).float()  # (n,) 0: upper moon, 1: lower moon
+    label = _choice(2, n, generator)  # (n,) 0: upper moon, 1: lower moon
+    lower = label.float()
     angle = math.pi * _uniform((n,), generator)
     sign = 1 - 2 * lower
     x = lower + sign * torch.cos(angle) - 0.5
     y = 0.5 * lower + sign * torch.sin(angle) - 0.25
-    return torch.stack([x, y], dim=1) + noise * _normal((n, 2), generator)
+    return torch.stack([x, y], dim=1) + noise * _normal((n, 2), generator), label
 
 
 def circles(
@@ -228,6 +248,24 @@ TOY_DATASETS: dict[str, ToySampler] = {
     "swissroll": swissroll,
     "two_spirals": two_spirals,
 }
+
+
+def _labelled_eight_gaussians(
+    n: int, generator: torch.Generator | None = None, *, std: float = EIGHT_GAUSSIANS_STD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return labelled_gaussians(n, generator, n_clusters=8, std=std, radius=EIGHT_GAUSSIANS_RADIUS)
+
+
+#: the toy sets whose points have classes: name -> (labelled draw, class names from options).
+#: Each labelled draw gives the same points as the set's own draw, from the same random draws.
+TOY_LABELLED: dict[str, tuple[Callable[..., tuple[torch.Tensor, torch.Tensor]],
+                              Callable[..., tuple[str, ...]]]] = {
+    "gaussians": (labelled_gaussians, lambda n_clusters=8, **_: tuple(
+        f"component {k}" for k in range(n_clusters))),
+    "eight_gaussians": (_labelled_eight_gaussians,
+                        lambda **_: tuple(f"component {k}" for k in range(8))),
+    "moons": (labelled_moons, lambda **_: ("upper", "lower")),
+}  # fmt: skip
 
 
 def toy_options(name: str) -> dict[str, Any]:

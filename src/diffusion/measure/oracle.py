@@ -207,3 +207,56 @@ class OracleDenoiser:
         self.nfe += 1
         exact = self.oracle.exact(x_t, t)
         return Prediction(x0=exact.x0, eps=exact.eps)
+
+
+class GuidedOracleDenoiser:
+    """The exact classifier-free-guided prediction (`diffusion.processes.guidance`) for a
+    mixture whose classes are its components: x0_w = x0_u + w (x0_c - x0_u) and the same for
+    eps, with x0_u from the whole mixture and x0_c from the class's own component, at every t
+    exactly. w = 1 is exact conditional sampling, w = 0 exact unconditional sampling.
+
+    Args:
+        oracle: the oracle of the whole mixture.
+        label: (B,) the class (component) of each sample.
+        scale: the guidance scale w.
+        interval: (low, high) noise levels sigma / alpha where w applies (1 elsewhere).
+    """
+
+    def __init__(
+        self,
+        oracle: Oracle,
+        label: torch.Tensor,
+        scale: float,
+        interval: tuple[float, float] | None = None,
+    ) -> None:
+        mixture = oracle.mixture
+        if label.dim() != 1 or (label.numel() and not 0 <= int(label.min()) <= int(label.max())
+                                < mixture.n_components):  # fmt: skip
+            raise ValueError(f"labels must be components 0..{mixture.n_components - 1}")
+        self.oracle, self.process, self.dtype = oracle, oracle.process, oracle.dtype
+        self.label, self.scale, self.interval = label.long(), float(scale), interval
+        self.classes = [Oracle(mixture.select([k]), oracle.process, oracle.dtype)
+                        for k in range(mixture.n_components)]  # fmt: skip
+        self.nfe = 0
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        with torch.no_grad():
+            return self.predict(x_t, t)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        self.nfe += 1
+        t = self.oracle._times(t, x_t)
+        label = self.label.to(x_t.device)
+        whole = self.oracle.exact(x_t, t)
+        x0, eps = whole.x0.clone(), whole.eps.clone()
+        for k in torch.unique(label).tolist():
+            rows = label == k
+            own = self.classes[k].exact(x_t[rows], t[rows])
+            x0[rows], eps[rows] = own.x0, own.eps
+        w = torch.full_like(t, self.scale)
+        if self.interval is not None:
+            level = self.process.sigma_ratio(t)
+            inside = (level > self.interval[0]) & (level < self.interval[1])
+            w = torch.where(inside, w, torch.ones_like(w))
+        w = w.to(x_t.dtype)[:, None]
+        return Prediction(x0=whole.x0 + w * (x0 - whole.x0), eps=whole.eps + w * (eps - whole.eps))

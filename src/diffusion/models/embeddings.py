@@ -51,3 +51,41 @@ class GaussianFourierEmbedding(nn.Module):
 
 
 EMBEDDINGS = {"sinusoidal": SinusoidalEmbedding, "fourier": GaussianFourierEmbedding}
+
+
+class ClassEmbedding(nn.Module):
+    """A learned vector per class, plus one for "no class" (index `classes`), added to the time
+    embedding of a conditional network (Ho & Salimans 2022, classifier-free guidance: one
+    network learns p(x | c) and, with the label dropped, p(x)).
+
+    The vectors start at zero, so an untrained conditional network is its unconditional one.
+    """
+
+    def __init__(self, classes: int, dim: int) -> None:
+        super().__init__()
+        if classes < 1:
+            raise ValueError(f"a conditional network needs at least one class, got {classes}")
+        self.classes = classes
+        self.table = nn.Embedding(classes + 1, dim)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, label: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """(B, dim) vectors for labels (B,) in 0..classes, `classes` meaning none; None: none
+        for all `batch` rows."""
+        if label is None:
+            label = torch.full((batch,), self.classes, device=self.table.weight.device)
+        if label.shape != (batch,):
+            raise ValueError(f"labels of shape {tuple(label.shape)} for a batch of {batch}")
+        return self.table(label.long())
+
+
+def add_class(
+    temb: torch.Tensor, embedding: ClassEmbedding | None, label: torch.Tensor | None, batch: int
+) -> torch.Tensor:
+    """The time embedding (B or 1, dim) with the class vectors added, (B, dim); a network
+    without classes refuses labels."""
+    if embedding is None:
+        if label is not None:
+            raise ValueError("this network is not conditional: it takes no labels")
+        return temb
+    return temb + embedding(label, batch)

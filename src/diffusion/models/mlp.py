@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from diffusion.models.embeddings import EMBEDDINGS
+from diffusion.models.embeddings import EMBEDDINGS, ClassEmbedding, add_class
 
 
 @contextlib.contextmanager
@@ -49,6 +49,9 @@ class TimeMLP(nn.Module):
         embedding_scale: for "sinusoidal", the number of steps that t in [0, 1] spans.
         seed: draw the initial weights from this seed, leaving torch's global generator as it
             was; None: from the global generator, as `nn.Linear` does.
+        classes: 0 for an unconditional network; else the number of classes, each with a
+            learned vector added to the time embedding (`ClassEmbedding`), and the network is
+            called as ``model(x, t, label=labels)`` (label `classes`, or None: no class).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class TimeMLP(nn.Module):
         time_dim: int = 64,
         embedding_scale: float = 1000.0,
         seed: int | None = None,
+        classes: int = 0,
     ) -> None:
         super().__init__()
         if embedding not in EMBEDDINGS:
@@ -67,8 +71,11 @@ class TimeMLP(nn.Module):
                 f"unknown time embedding {embedding!r}; choose one of: {', '.join(EMBEDDINGS)}"
             )
         self.dim = dim
+        self.classes = classes
         with seeded(seed):
             self._build(dim, width, depth, embedding, time_dim, embedding_scale)
+            # built last, so the other weights are those of the unconditional network
+            self.label_embed = ClassEmbedding(classes, width) if classes else None
 
     def _build(
         self,
@@ -90,13 +97,16 @@ class TimeMLP(nn.Module):
         self.blocks = nn.ModuleList(ResidualBlock(width, width) for _ in range(depth))
         self.output = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if t.dim() == 1 and t.shape[0] > 1 and t.stride(0) == 0:
             # One time for the whole batch (a sampler's t, expanded from a scalar): embed it
             # once and let the additions broadcast, which saves the time layers' work on
             # every other row (about 40% of a sampling step at the default size).
             t = t[:1]
         temb = self.time_mlp(self.embed(t))  # (B, width), or (1, width) for a shared time
+        temb = add_class(temb, self.label_embed, label, x.shape[0])
         h = self.input(x)  # (B, width)
         for block in self.blocks:
             h = block(h, temb)

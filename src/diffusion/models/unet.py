@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion.models.embeddings import SinusoidalEmbedding
+from diffusion.models.embeddings import ClassEmbedding, SinusoidalEmbedding, add_class
 from diffusion.models.mlp import seeded
 
 
@@ -82,6 +82,9 @@ class UNet(nn.Module):
         embedding_scale: the sinusoidal time embedding sees t * embedding_scale.
         seed: draw the initial weights from this seed, leaving torch's global generator as
             it was; None: from the global generator.
+        classes: 0 for an unconditional network; else the number of classes, each with a
+            learned vector added to the time embedding (`ClassEmbedding`), and the network is
+            called as ``model(x, t, label=labels)`` (label `classes`, or None: no class).
     """
 
     def __init__(
@@ -94,13 +97,17 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         embedding_scale: float = 1000.0,
         seed: int | None = None,
+        classes: int = 0,
     ) -> None:
         super().__init__()
         check_unet_shape(shape, mults)
         self.shape = tuple(shape)
         self.dim = math.prod(shape)
+        self.classes = classes
         with seeded(seed):
             self._build(channels, mults, blocks, attention, dropout, embedding_scale)
+            # built last, so the other weights are those of the unconditional network
+            self.label_embed = ClassEmbedding(classes, 4 * channels) if classes else None
 
     def _build(self, channels, mults, blocks, attention, dropout, embedding_scale) -> None:
         in_ch, side = self.shape[0], self.shape[1]
@@ -147,7 +154,9 @@ class UNet(nn.Module):
         nn.init.zeros_(self.output[-1].weight)  # the untrained network predicts 0
         nn.init.zeros_(self.output[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None
+    ) -> torch.Tensor:
         flat = x.dim() == 2
         h = x.reshape(x.shape[0], *self.shape)  # (B, C, H, W)
         if t.dim() == 1 and t.shape[0] > 1 and t.stride(0) == 0:
@@ -155,6 +164,7 @@ class UNet(nn.Module):
         temb = self.time_mlp(self.embed(t))  # (B, 4 * channels) or (1, 4 * channels)
         if temb.shape[0] == 1:
             temb = temb.expand(h.shape[0], -1)
+        temb = add_class(temb, self.label_embed, label, h.shape[0])
         h = self.input(h)
         skips = [h]
         for layer in self.down:

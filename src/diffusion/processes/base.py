@@ -185,6 +185,7 @@ class GaussianProcess(ABC):
         *,
         generator: torch.Generator | None = None,
         cond: dict[str, torch.Tensor] | None = None,
+        groups: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean squared error on the prediction target (the "simple" loss of Ho et al. 2020, Eq. 14).
 
@@ -194,6 +195,7 @@ class GaussianProcess(ABC):
             t: times (B,); drawn from `sample_time` when None.
             generator: source of the time and noise draws.
             cond: conditioning passed to the network as keyword arguments (e.g. class labels).
+            groups: (B,) classes within which a coupling pairs data and noise (`couple`).
 
         Returns:
             The scalar loss, averaged over the batch and the data dimensions.
@@ -201,7 +203,7 @@ class GaussianProcess(ABC):
         if t is None:
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
         noise = self.noise(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        noise = couple(self.coupling, x0, noise, generator)
+        noise = couple(self.coupling, x0, noise, generator, groups)
         x_t = self.marginal(x0, t, noise)
         coefficients = self.coefficients(t, x0)
         target = target_from(self.prediction, x0, noise, *coefficients)

@@ -86,9 +86,12 @@ def _kernel_and_column_scaling(
     iterations: int,
     dtype: torch.dtype,
     relaxation: float,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """K and v of `sinkhorn_kernel`: all a draw from the plan's rows needs (their
-    normalisation supplies u)."""
+    normalisation supplies u). `groups` (n,): rows of x and y in different groups get
+    infinite cost, so K is block-diagonal and each group gets its own plan in the same
+    iterations."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have as many rows, got {x.shape[0]} and {y.shape[0]}")
     n = x.shape[0]
@@ -97,7 +100,13 @@ def _kernel_and_column_scaling(
     # done in place on this one (n, n) matrix.
     cost = torch.addmm((a * a).sum(1, keepdim=True) + (b * b).sum(1), a, b.T, alpha=-2)
     cost.clamp_min_(0)
-    eps = cost.mean().mul_(reg).clamp_min_(torch.finfo(cost.dtype).tiny)
+    if groups is None:
+        eps = cost.mean()
+    else:  # every group pairs with its own rows only; eps from the distances within groups
+        apart = groups[:, None] != groups[None, :]
+        eps = cost.masked_fill(apart, 0).sum() / (~apart).sum()
+        cost.masked_fill_(apart, float("inf"))
+    eps = eps.mul_(reg).clamp_min_(torch.finfo(cost.dtype).tiny)
     cost.sub_(cost.amin(1, keepdim=True))
     cost.sub_(cost.amin(0, keepdim=True))
     kernel = cost.div_(eps.neg_()).exp_()
@@ -123,16 +132,18 @@ def ot_pairing(
     iterations: int = OT_ITERATIONS,
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """For each row of x0, the index of a row of `noise` drawn from its row of the plan.
 
     Row i's draw follows the plan's conditional K[i, j] v[j] / sum_j K[i, j] v[j], by
     inverting its cumulative sum at one uniform per row. Each noise row is then chosen once
     on average (as the plan's column sums are 1/n, once the iterations have converged), so
-    the paired noise stays N(0, I).
+    the paired noise stays N(0, I). With `groups` (n,), each row draws only among the rows
+    of its own group (one plan per group).
     """
     kernel, v = _kernel_and_column_scaling(
-        x0.detach(), noise, reg, iterations, dtype, OT_RELAXATION
+        x0.detach(), noise, reg, iterations, dtype, OT_RELAXATION, groups
     )
     weights = torch.cumsum(kernel.mul_(v), dim=1)  # (n, n), rows increasing
     n = weights.shape[0]
@@ -147,10 +158,21 @@ def ot_pairing(
 
 
 def couple(
-    coupling: str, x0: torch.Tensor, noise: torch.Tensor, generator: torch.Generator | None
+    coupling: str,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    generator: torch.Generator | None,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The noise rows to pair with x0's rows under `coupling` (noise itself if independent)."""
+    """The noise rows to pair with x0's rows under `coupling` (noise itself if independent).
+
+    `groups` (B,), e.g. class labels: pair only within each group. A conditional model samples
+    each class from fresh Gaussian noise, so the noise paired with one class must itself be
+    Gaussian: a plan over the whole batch would give each class the corner of noise nearest
+    to it. Within a class, noise rows are drawn from the plan between that class's rows,
+    whose column sums are uniform, so the class's noise stays N(0, I) (minibatch OT as in
+    Tong et al. 2024, applied per class)."""
     if coupling == "independent":
         return noise
     with torch.no_grad():
-        return noise[ot_pairing(x0, noise, generator=generator)]
+        return noise[ot_pairing(x0, noise, generator=generator, groups=groups)]

@@ -12,6 +12,7 @@ import math
 import torch
 
 from diffusion.data import Dataset
+from diffusion.errors import ConfigError
 from diffusion.models import TimeMLP, UNet
 from diffusion.processes import PROCESSES, GaussianProcess
 from diffusion.streams import stream, stream_seed
@@ -85,6 +86,7 @@ def build_model(
             shape, channels=config.unet_channels, mults=unet_mults(config, side),
             blocks=config.unet_blocks, attention=unet_attention(config, side),
             dropout=config.dropout, embedding_scale=float(config.diffusion_steps), seed=seed,
+            classes=config.classes or 0,
         )  # fmt: skip
     return TimeMLP(
         math.prod(shape),
@@ -93,14 +95,46 @@ def build_model(
         embedding="sinusoidal",
         embedding_scale=float(config.diffusion_steps),
         seed=seed,
+        classes=config.classes or 0,
     )
 
 
-def training_points(config: TrainConfig, dataset: Dataset) -> torch.Tensor:
-    """The fixed training set: a file's rows, or `n_train` draws from a toy set."""
+def training_points(
+    config: TrainConfig, dataset: Dataset
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fixed training set and its labels (None for an unconditional run): a file's rows,
+    or `n_train` draws from a generated set (with their classes: the same points)."""
+    conditional = wants_labels(config, dataset)
     if dataset.points is not None:
-        return dataset.points
-    return dataset.sample(config.n_train, stream(config.seed, "data"))
+        return dataset.points, dataset.labels if conditional else None
+    generator = stream(config.seed, "data")
+    if conditional:
+        return dataset.labelled(config.n_train, generator)
+    return dataset.sample(config.n_train, generator), None
+
+
+def wants_labels(config: TrainConfig, dataset: Dataset) -> bool:
+    """Whether the run trains on the data's labels (`labels`: auto, on, off); ConfigError
+    for labels on without any."""
+    has = dataset.labels is not None or dataset.labelled is not None
+    if config.labels == "on" and not has:
+        raise ConfigError(f"labels is on but the data set {dataset.name} has no class labels")
+    return has and config.labels != "off"
+
+
+def resolve_classes(
+    config: TrainConfig, dataset: Dataset, conditional: bool, labels: torch.Tensor | None = None
+) -> None:
+    """Set `classes` from the data (0 for an unconditional run); ConfigError when a given
+    value does not match the data's classes, or one of the run's `labels` lies beyond them."""
+    found = len(dataset.classes) if conditional else 0
+    if labels is not None and labels.numel() and int(labels.max()) >= found:
+        raise ConfigError(f"label {int(labels.max())} is beyond the data's {found} classes")
+    if config.classes is None:
+        config.classes = found
+    elif config.classes != found:
+        raise ConfigError(f"classes is {config.classes} but the data have "
+                          f"{found or 'no'} classes (labels {config.labels})")  # fmt: skip
 
 
 def data_digest(points: torch.Tensor) -> str:

@@ -33,6 +33,9 @@ MAX_SEED = 2**32 - 1  # seeds are split into named streams (diffusion.streams)
 #: the largest batch paired by optimal transport: its n x n plan (and the cumulative sums
 #: drawn from it) take 2 * 4 n^2 bytes, 512 MiB here.
 MAX_OT_BATCH = 8192
+#: the most classes a conditional run takes (a label column that is really a value would
+#: otherwise make a table of millions of embeddings).
+MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,23 @@ class TrainConfig:
     n_train: int = setting(
         100_000, "points drawn once from a toy set to train on (files use all rows)", "data",
         low=1, high=10**7,
+    )  # fmt: skip
+    # Class conditioning (Ho & Salimans 2022): one network learns p(x | class) and, with the
+    # label dropped, p(x); `diffusion sample --class C --guidance W` combines the two.
+    labels: str = setting(
+        "auto", "condition the network on the data's class labels: auto (when the data have "
+        "them), on (refuse data without), off", "data", choices=("auto", "on", "off"),
+    )  # fmt: skip
+    # 0.3: on the digits, the "no class" model then samples within 4% of a network trained
+    # without labels (Frechet ratio 1.09 against 1.05; 1.33 at 0.2, 1.87 at 0.1), and the
+    # conditional samples are as good as at 0.1 (0.84 against 0.85): benchmarks/guidance.py.
+    label_dropout: float = setting(
+        0.3, "share of training labels replaced by 'no class', so the network also learns the "
+        "unconditional model", "data", low=0, high=1,
+    )  # fmt: skip
+    classes: int | None = setting(
+        None, "number of classes of a conditional run (0: unconditional)", "data", low=0,
+        high=MAX_CLASSES, unset="from the data's labels",
     )  # fmt: skip
     # The forward process. Flow matching reached a given quality fastest of the families on the
     # toy sets, and DPM-Solver++ at 10 steps stays close to its 23-evaluation Heun samples.
@@ -371,6 +391,9 @@ class TrainConfig:
             )
 
     def _check_combinations(self) -> None:
+        if self.labels == "off" and self.classes:
+            raise ConfigError(f"classes ({self.classes}) needs labels auto or on; this run has "
+                              "labels off")  # fmt: skip
         if self.schedule == "cosine":
             for name in ("beta_start", "beta_end"):
                 if getattr(self, name) is not None:

@@ -30,6 +30,7 @@ from diffusion.data import Dataset, get_dataset
 from diffusion.data.normalize import Normalizer
 from diffusion.errors import CheckpointError, ConfigError
 from diffusion.processes import GaussianProcess
+from diffusion.processes.guidance import GuidedDenoiser
 from diffusion.samplers import sample
 from diffusion.streams import stream, stream_seed
 from diffusion.training.batches import EpochBatches
@@ -37,6 +38,7 @@ from diffusion.training.build import (
     build_model,
     build_process,
     data_digest,
+    resolve_classes,
     resolve_data_settings,
     resolve_device,
     training_points,
@@ -104,13 +106,16 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.dataset = dataset if dataset is not None else get_dataset(config.dataset)
-        self.data = training_points(config, self.dataset)
+        self.data, labels = training_points(config, self.dataset)
+        resolve_classes(config, self.dataset, labels is not None, labels)
         self.data_sha256 = data_digest(self.data)
         self.normalizer = Normalizer.for_dataset(self.dataset, self.data)
         x = self.normalizer.normalize(self.data).to(self.device)  # (n, d), images flattened
         resolve_data_settings(config, self.dataset, x)
         self.process = build_process(config)
         self.x_train = x
+        # (n,) class of each training example, for a conditional run (config.classes > 0)
+        self.labels = labels.to(self.device) if labels is not None else None
         n, self.dim = x.shape
         self.shape = self.dataset.shape  # one example: (d,), or (C, H, W) for images
 
@@ -227,8 +232,14 @@ class Trainer:
     def snapshot(self) -> torch.Tensor:
         """Samples of the EMA model in data space, drawn from the same prior draw every time."""
         frame_generator = stream(self.config.seed, "snapshot", self.device)
+        denoiser = self.process.denoiser(self.ema)
+        if self.labels is not None:  # a conditional run: the frames cycle through the classes
+            n, classes = self.config.snapshot_samples, self.config.classes
+            label = torch.arange(n, device=self.device) % classes
+            denoiser = GuidedDenoiser(self.ema, self.process, self.process.prediction, label,
+                                      1.0, classes)  # fmt: skip
         x = sample(
-            self.process.denoiser(self.ema),
+            denoiser,
             (self.config.snapshot_samples, self.dim),
             sampler=self.config.sampler,
             steps=min(self.config.sample_steps, SNAPSHOT_STEPS),
@@ -250,7 +261,18 @@ class Trainer:
         """One optimisation step (skipped on the device if the loss is not finite)."""
         config, step = self.config, self.step
         idx = self.batches.next()
-        loss = self.process.loss(self.model, self.x_train[idx], generator=self.generator)
+        conditioning = {}
+        if self.labels is not None:
+            # Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label
+            # is replaced by "no class" (index `classes`) with probability label_dropout; the
+            # true classes still group the coupling (`couple`).
+            groups = self.labels[idx]
+            dropped = torch.rand(groups.shape, generator=self.generator, device=self.device)
+            label = groups.masked_fill(dropped < config.label_dropout, config.classes)
+            conditioning = {"cond": {"label": label}, "groups": groups}
+        loss = self.process.loss(
+            self.model, self.x_train[idx], generator=self.generator, **conditioning
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)

@@ -27,7 +27,7 @@ def upgrade_saved_config(values: object) -> object:
     """A config saved before a setting existed, given that setting as the run was trained.
 
     Runs saved before train_times existed drew uniform times, runs saved before coupling
-    existed drew independent noise, and `steps` is now `train_steps`, so a checkpoint of one
+    existed drew independent noise, runs saved before labels existed were unconditional, and `steps` is now `train_steps`, so a checkpoint of one
     still matches its config on resume.
     Anything that is not a table is returned as it is (`from_dict` reports it).
     """
@@ -39,6 +39,8 @@ def upgrade_saved_config(values: object) -> object:
         uniform = process is not None and "train_times" in process.settings
         values["train_times"] = "uniform" if uniform else None
     values.setdefault("coupling", "independent")
+    if "labels" not in values:  # runs saved before class conditioning were unconditional
+        values["labels"], values["classes"] = "off", 0
     if "steps" in values and "train_steps" not in values:  # renamed in 0.2
         values["train_steps"] = values.pop("steps")
     return values

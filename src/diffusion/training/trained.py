@@ -8,6 +8,7 @@ import torch
 
 from diffusion.data.normalize import Normalizer
 from diffusion.processes import GaussianProcess
+from diffusion.processes.guidance import GuidedDenoiser
 from diffusion.samplers import SampleResult, sample
 from diffusion.training.config import TrainConfig
 from diffusion.training.loop import TrainResult
@@ -52,9 +53,30 @@ class TrainedModel:
             shape=tuple(result.dataset.shape),
         )  # fmt: skip
 
-    def denoiser(self, device: torch.device | str = "cpu", **cond: torch.Tensor):
-        """The network on `device`, in eval mode, seen through the process."""
-        return self.process.denoiser(self.model.to(device).eval(), **cond)
+    @property
+    def classes(self) -> int:
+        """The number of classes of a conditional run; 0 for an unconditional one."""
+        return self.config.classes or 0
+
+    def denoiser(
+        self,
+        device: torch.device | str = "cpu",
+        *,
+        label: torch.Tensor | None = None,
+        guidance: float = 1.0,
+        interval: tuple[float, float] | None = None,
+    ):
+        """The network on `device`, in eval mode, seen through the process: unconditional when
+        `label` is None, else for classes `label` (B,) with guidance scale w = `guidance`
+        (`diffusion.processes.guidance`)."""
+        model = self.model.to(device).eval()
+        if label is None:
+            return self.process.denoiser(model)
+        if not self.classes:
+            raise ValueError("this run is not conditional (it was trained without labels): "
+                             "it cannot sample a class")  # fmt: skip
+        return GuidedDenoiser(model, self.process, self.process.prediction, label.to(device),
+                              guidance, self.classes, interval)  # fmt: skip
 
     def sample(
         self,
@@ -66,12 +88,17 @@ class TrainedModel:
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
         callback=None,
+        label: torch.Tensor | None = None,
+        guidance: float = 1.0,
+        interval: tuple[float, float] | None = None,
         **options: object,
     ) -> SampleResult:
         """n samples in data space, (n, dim) (images flattened: reshape to (n, *shape)); the
-        callback still sees the normalised state; settings left out are the run's own."""
+        callback still sees the normalised state; settings left out are the run's own.
+        `label` (n,): the class of each sample, with guidance scale `guidance` over the noise
+        levels `interval` (see `denoiser`); None: unconditional."""
         result = sample(
-            self.denoiser(device),
+            self.denoiser(device, label=label, guidance=guidance, interval=interval),
             (n, self.dim),
             sampler=sampler or self.config.sampler,
             steps=steps or self.config.sample_steps,

@@ -44,7 +44,7 @@ def diagnose(trained, out: Path, *, n: int = 4000, seed: int = 0, progress: bool
     config = trained.config
     dataset = get_dataset(config.dataset)  # a run whose data are gone fails before any file
     out.mkdir(parents=True, exist_ok=True)
-    train = training_points(config, dataset)
+    train = training_points(config, dataset)[0]
     if train.shape[0] > REFERENCE_POINTS:  # the empirical oracle costs O(points) per query
         keep = torch.randperm(train.shape[0], generator=stream(seed, "diagnose.subset"))
         train = train[keep[:REFERENCE_POINTS]]

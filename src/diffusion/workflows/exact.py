@@ -19,7 +19,7 @@ import torch
 from diffusion.data import Dataset
 from diffusion.data.mixture import GaussianMixture
 from diffusion.data.normalize import Normalizer
-from diffusion.measure.oracle import Oracle, OracleDenoiser
+from diffusion.measure.oracle import GuidedOracleDenoiser, Oracle, OracleDenoiser
 from diffusion.training.build import build_process
 from diffusion.training.config import TrainConfig
 from diffusion.training.trained import TrainedModel
@@ -32,8 +32,23 @@ class ExactModel(TrainedModel):
 
     oracle: Oracle | None = None
 
-    def denoiser(self, device: torch.device | str = "cpu") -> OracleDenoiser:
-        return self.oracle.denoiser()
+    @property
+    def classes(self) -> int:
+        """Every component of the mixture is a class (as the labelled draws have it)."""
+        return self.oracle.mixture.n_components
+
+    def denoiser(
+        self,
+        device: torch.device | str = "cpu",
+        *,
+        label: torch.Tensor | None = None,
+        guidance: float = 1.0,
+        interval: tuple[float, float] | None = None,
+    ) -> OracleDenoiser | GuidedOracleDenoiser:
+        """The exact denoiser; for classes `label` (B,), the exact guided one."""
+        if label is None:
+            return self.oracle.denoiser()
+        return GuidedOracleDenoiser(self.oracle, label, guidance, interval)
 
 
 def exact_model(

@@ -94,6 +94,7 @@ def evaluate(
     start = time.perf_counter()
     result = trained.sample(
         n,
+        label=class_draws(trained, dataset, n, seed),
         sampler=sampler,
         steps=steps,
         grid=grid,
@@ -111,6 +112,22 @@ def evaluate(
                       image=image)  # fmt: skip
 
 
+def class_draws(trained: TrainedModel, dataset: Dataset, n: int, seed: int) -> torch.Tensor | None:
+    """The classes a conditional run's evaluation samples (None for an unconditional run):
+    drawn in the data's own proportions, so that sampling each at w = 1 samples the data law
+    sum_c p(c) p(x | c) with the network's conditional model, the one trained on every batch
+    (its "no class" model sees only the dropped labels, `label_dropout` of them)."""
+    if not trained.config.classes:
+        return None
+    generator = stream(seed, "eval.labels")
+    if dataset.labels is not None:
+        pick = torch.randint(dataset.labels.shape[0], (n,), generator=generator)
+        return dataset.labels[pick]
+    if dataset.labelled is not None:
+        return dataset.labelled(n, generator)[1]
+    return None
+
+
 def _reverse_frames(trained: TrainedModel, n: int, *, seed: int, device: torch.device | str):
     """(t, x_t, x0_hat) frames in data space, n examples from the prior (x0_hat there: the
     data's centre) to the samples, at most REVERSE_FRAMES + 1 of them."""
@@ -126,7 +143,10 @@ def _reverse_frames(trained: TrainedModel, n: int, *, seed: int, device: torch.d
     x1 = trained.process.prior((n, trained.dim), generator=generator, device=device)
     frames.append((1.0, trained.to_data(x1).cpu(), trained.to_data(torch.zeros_like(x1)).cpu()))
     generator = stream(seed, "reverse", device)  # replay: the same prior draw
-    trained.sample(n, generator=generator, device=device, callback=record)
+    label = None
+    if trained.config.classes:  # a conditional run: the examples cycle through the classes
+        label = torch.arange(n, device=device) % trained.config.classes
+    trained.sample(n, generator=generator, device=device, callback=record, label=label)
     return frames
 
 
