@@ -97,7 +97,10 @@ def test_an_unconditional_run_refuses_a_class(capsys, monkeypatch, tiny_run, tmp
         (["--dataset", "swissroll", "--labels", "on"], "has no class labels"),
         (["--dataset", "gaussians", "--classes", "5"], "classes is 5 but the data have 8"),
         (["--dataset", "gaussians", "--labels", "off", "--classes", "8"], "needs labels auto"),
-        (["--dataset", "gaussians", "--label-dropout", "1.5"], "--label-dropout: must be in [0, 1]"),
+        (
+            ["--dataset", "gaussians", "--label-dropout", "1.5"],
+            "--label-dropout: must be in [0, 1]",
+        ),
     ],
 )
 def test_bad_label_settings_exit_2_and_write_nothing(capsys, monkeypatch, tmp_path, args,
