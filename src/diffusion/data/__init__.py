@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from diffusion.data.images import (
     load_image_array,
     load_image_folder,
 )
+from diffusion.data.labels import load_labels
 from diffusion.data.mixture import GaussianMixture, load_mixture
 from diffusion.data.shapes import SHAPES, draw_shapes
 from diffusion.data.toy import TOY_DATASETS, TOY_LABELLED, toy_mixture, toy_options
@@ -263,7 +265,11 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
         if path.is_dir():
             return image_dataset(spec, load_image_folder(path))
         if is_image_array(path):
-            return image_dataset(spec, load_image_array(path))
+            images = load_image_array(path)
+            found = load_labels(path, images.pixels.shape[0])
+            if found is not None:
+                images = dataclasses.replace(images, labels=found[0], classes=found[1])
+            return image_dataset(spec, images)
         if spec.lower().endswith(".json"):
             mixture = load_mixture(spec)
             classes = tuple(f"component {k}" for k in range(mixture.n_components))
@@ -271,7 +277,9 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
                            labelled=mixture.sample_labelled, classes=classes)  # fmt: skip
         points = load_points(spec)
         sample = partial(resample, points)
-        return Dataset(name=spec, dim=points.shape[1], sample=sample, points=points)
+        labels, classes = load_labels(path, points.shape[0]) or (None, ())
+        return Dataset(name=spec, dim=points.shape[1], sample=sample, points=points,
+                       labels=labels, classes=classes)  # fmt: skip
     raise DataError(
         f"unknown dataset {spec!r}; choose one of: {', '.join(available_datasets())} "
         "or give a path to a .npy/.csv point cloud, a .json Gaussian mixture, a .npy image "

@@ -20,6 +20,7 @@ import torch
 
 from diffusion.data import is_image_dataset
 from diffusion.data.files import MAX_DIM
+from diffusion.data.labels import MAX_CLASSES
 from diffusion.errors import ConfigError
 from diffusion.parametrize import TARGETS
 from diffusion.processes import PROCESSES
@@ -33,9 +34,6 @@ MAX_SEED = 2**32 - 1  # seeds are split into named streams (diffusion.streams)
 #: the largest batch paired by optimal transport: its n x n plan (and the cumulative sums
 #: drawn from it) take 2 * 4 n^2 bytes, 512 MiB here.
 MAX_OT_BATCH = 8192
-#: the most classes a conditional run takes (a label column that is really a value would
-#: otherwise make a table of millions of embeddings).
-MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True)
