@@ -41,12 +41,13 @@ def code_cells(notebook) -> list[str]:
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_the_four_tutorials_exist():
+def test_the_five_tutorials_exist():
     assert [path.name for path in NOTEBOOKS] == [
         "01_ddpm_swiss_roll.py",
         "02_samplers.py",
         "03_exact_ground_truth.py",
         "04_flow_and_poisson.py",
+        "05_guidance_exactly.py",
     ]
 
 
