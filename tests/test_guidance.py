@@ -5,11 +5,13 @@ training drops labels at the rate asked."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
-from diffusion.data import get_dataset
+from diffusion.data import DataError, get_dataset
 from diffusion.data.mixture import GaussianMixture
 from diffusion.measure.oracle import GuidedOracleDenoiser, Oracle
 from diffusion.models import TimeMLP, UNet
@@ -222,3 +224,45 @@ def test_every_family_guides_a_network(name):
     torch.testing.assert_close(zero.x0, unconditional.x0)
     torch.testing.assert_close(two.x0, 2 * conditional.x0 - unconditional.x0, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(conditional.x0, unconditional.x0)
+
+
+GROUPED = {"weights": [1, 1, 2], "means": [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]],
+           "stds": [0.3, 0.3, 0.5], "classes": [0, 0, 1]}  # fmt: skip
+
+
+def test_a_mixture_file_can_group_components_into_classes(tmp_path):
+    path = tmp_path / "grouped.json"
+    path.write_text(json.dumps(GROUPED))
+    data = get_dataset(str(path))
+    assert data.classes == ("class 0", "class 1")
+    x, labels = data.labelled(2000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x, data.sample(2000, torch.Generator().manual_seed(0)))
+    assert set(labels.tolist()) == {0, 1}
+    assert bool(((x[:, 1] > 0.8) == (labels == 1)).float().mean() > 0.99)  # class 1: the top
+    # the exact class-0 field is that of components 0 and 1 together
+    process = PROCESSES["vp"](prediction="eps")
+    oracle = Oracle(data.mixture, process)
+    xs = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.full((16,), 0.3, dtype=torch.float64)
+    guided = GuidedOracleDenoiser(oracle, torch.zeros(16, dtype=torch.long), 1.0)(xs, t)
+    expected = Oracle(data.mixture.select([0, 1]), process).exact(xs, t)
+    torch.testing.assert_close(guided.x0, expected.x0)
+    assert json.loads(json.dumps(data.mixture.to_json()))["classes"] == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("classes", "fragment"),
+    [
+        ([0, 1], "2 classes for 3 components"),
+        ([0, -1, 1], "classes must be 0 or more"),
+        ([0, 0.5, 1], "whole numbers"),
+        ([0, True, 1], "whole numbers"),
+        ([0, 2, 2], "class 1 has no component"),
+        ("abc", "whole numbers"),
+    ],
+)
+def test_bad_mixture_classes_are_one_line_errors(tmp_path, classes, fragment):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**GROUPED, "classes": classes}))
+    with pytest.raises(DataError, match=fragment):
+        get_dataset(str(path))

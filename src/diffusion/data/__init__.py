@@ -272,7 +272,8 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
             return image_dataset(spec, images)
         if spec.lower().endswith(".json"):
             mixture = load_mixture(spec)
-            classes = tuple(f"component {k}" for k in range(mixture.n_components))
+            named = "component" if mixture.classes is None else "class"
+            classes = tuple(f"{named} {k}" for k in range(mixture.n_classes))
             return Dataset(name=spec, dim=mixture.dim, sample=mixture.sample, mixture=mixture,
                            labelled=mixture.sample_labelled, classes=classes)  # fmt: skip
         points = load_points(spec)

@@ -11,6 +11,10 @@ A file is one JSON object, in any dimension D with K components:
      "stds": [s_1, ..., s_K]}                        # isotropic: C_k = s_k^2 I
     {"weights": [...], "means": [...], "covariances": [[[...D...], ...D rows], ...]}  # full
 
+Either may add "classes": [c_1, ..., c_K], the class (0, 1, ...) of each component, so that a
+class can be several components (every class from 0 to the largest must have one). Without
+it, each component is its own class.
+
 Weights must be positive; they are divided by their sum. Each covariance must be symmetric
 and positive definite. Means and spreads must stay within a norm of `MAX_NORM` (1e18: distances
 between points are computed in float32), and every coordinate must vary. Every component is stored by the eigendecomposition C_k = U_k diag(
@@ -20,6 +24,7 @@ U_k^T and no matrix is factorised again at sampling time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -34,7 +39,9 @@ from diffusion.data.files import MAX_DIM, MAX_NORM
 #: Most components a file may describe (in at most MAX_DIM dimensions, as every data set):
 #: beyond this the exact quantities cost more memory per point than a toy tool should ask for.
 MAX_COMPONENTS = 100_000
-_KEYS = {"weights", "means", "stds", "covariances"}
+_KEYS = {"weights", "means", "stds", "covariances", "classes"}
+#: the most classes a mixture file may group its components into (as for any labels).
+MAX_MIXTURE_CLASSES = 1000
 # Relative asymmetry tolerated in a covariance read from text (rounding of printed numbers).
 _SYMMETRY_TOLERANCE = 1e-8
 
@@ -56,10 +63,26 @@ class GaussianMixture:
     means: torch.Tensor
     eigenvalues: torch.Tensor
     axes: torch.Tensor | None = None
+    classes: torch.Tensor | None = None  # (K,) the class of each component; None: its index
 
     @property
     def n_components(self) -> int:
         return self.means.shape[0]
+
+    @property
+    def n_classes(self) -> int:
+        """How many classes the components form (each its own class unless grouped)."""
+        return self.n_components if self.classes is None else int(self.classes.max()) + 1
+
+    def class_mixture(self, c: int) -> GaussianMixture:
+        """p(x | class c): the sub-mixture of the class's components."""
+        if self.classes is None:
+            return self.select([c])
+        return self.select(torch.nonzero(self.classes == c).flatten().tolist())
+
+    def with_classes(self, classes: torch.Tensor | None) -> GaussianMixture:
+        """The same mixture with its components grouped into `classes` (K,)."""
+        return dataclasses.replace(self, classes=classes)
 
     @property
     def dim(self) -> int:
@@ -116,11 +139,12 @@ class GaussianMixture:
         scale = torch.as_tensor(scale, dtype=torch.float64).cpu()
         means = (self.means - shift) / scale
         if self.axes is None:  # axis-aligned components stay axis-aligned
-            return GaussianMixture(self.weights, means, self.eigenvalues / scale**2)
-        # S^-1 C S^-1 with S = diag(scale), re-diagonalised.
-        return GaussianMixture.full(
-            self.weights, means, self.covariances() / torch.outer(scale, scale)
-        )
+            moved = GaussianMixture(self.weights, means, self.eigenvalues / scale**2)
+        else:  # S^-1 C S^-1 with S = diag(scale), re-diagonalised.
+            moved = GaussianMixture.full(
+                self.weights, means, self.covariances() / torch.outer(scale, scale)
+            )
+        return moved.with_classes(self.classes)
 
     def select(self, components: list[int]) -> GaussianMixture:
         """The sub-mixture of the given components, weights renormalised: the law of one class
@@ -140,7 +164,8 @@ class GaussianMixture:
     def sample_labelled(
         self, n: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sample` with each draw's component (n,): the same points from the same draws."""
+        """`sample` with each draw's class (n,): its component, or the component's class when
+        they are grouped; the same points from the same draws."""
         n = check_sample_size(n)
         device = generator.device if generator is not None else torch.device("cpu")
         label = torch.multinomial(
@@ -150,7 +175,10 @@ class GaussianMixture:
         z = z * self.eigenvalues.to(device)[label].sqrt()  # (n, D) along the component axes
         if self.axes is not None:
             z = (self.axes.to(device)[label] @ z[:, :, None]).squeeze(2)
-        return (self.means.to(device)[label] + z).to(torch.float32), label
+        points = (self.means.to(device)[label] + z).to(torch.float32)
+        if self.classes is not None:
+            label = self.classes.to(device)[label]
+        return points, label
 
     def to_json(self) -> dict[str, list]:
         """The file form (`covariances` unless every component is isotropic)."""
@@ -159,6 +187,8 @@ class GaussianMixture:
             out["stds"] = self.eigenvalues[:, 0].sqrt().tolist()
         else:
             out["covariances"] = self.covariances().tolist()
+        if self.classes is not None:
+            out["classes"] = self.classes.tolist()
         return out
 
 
@@ -234,7 +264,8 @@ def mixture_from_dict(spec: object, path: str | Path = "mixture") -> GaussianMix
         if bool((stds <= 0).any()):
             raise DataError(f"{path}: stds must be positive")
         _check_size(path, "a component's spread", stds * math.sqrt(d))
-        return _spread(path, GaussianMixture.isotropic(weights, means, stds))
+        mixture = _spread(path, GaussianMixture.isotropic(weights, means, stds))
+        return mixture.with_classes(_classes(path, spec.get("classes"), k))
     covariances = _numbers(path, "covariances", spec["covariances"], 3)
     if covariances.shape != (k, d, d):
         raise DataError(
@@ -254,7 +285,32 @@ def mixture_from_dict(spec: object, path: str | Path = "mixture") -> GaussianMix
             f"{path}: covariance {int(bad[0])} is not positive definite "
             f"(smallest eigenvalue {float(smallest[bad[0]]):.3g})"
         )
-    return _spread(path, GaussianMixture.full(weights, means, covariances))
+    mixture = _spread(path, GaussianMixture.full(weights, means, covariances))
+    return mixture.with_classes(_classes(path, spec.get("classes"), k))
+
+
+def _classes(path: Path, value: object, k: int) -> torch.Tensor | None:
+    """The "classes" of a mixture file, (K,) long, or None; DataError when they do not fit."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(c, int | float) and not isinstance(c, bool) and float(c).is_integer()
+        for c in value
+    ):
+        raise DataError(f"{path}: classes must be a list of whole numbers, one per component")
+    if len(value) != k:
+        raise DataError(f"{path}: {len(value)} classes for {k} components")
+    classes = torch.tensor([int(c) for c in value], dtype=torch.long)
+    if int(classes.min()) < 0:
+        raise DataError(f"{path}: classes must be 0 or more, got {int(classes.min())}")
+    top = int(classes.max())
+    if top >= MAX_MIXTURE_CLASSES:
+        raise DataError(f"{path}: at most {MAX_MIXTURE_CLASSES} classes, got class {top}")
+    missing = sorted(set(range(top + 1)) - set(classes.tolist()))
+    if missing:
+        raise DataError(f"{path}: class {missing[0]} has no component (classes must run "
+                        f"from 0 to {top})")  # fmt: skip
+    return classes
 
 
 def _check_size(path: Path, what: str, norms: torch.Tensor) -> None:

@@ -211,13 +211,13 @@ class OracleDenoiser:
 
 class GuidedOracleDenoiser:
     """The exact classifier-free-guided prediction (`diffusion.processes.guidance`) for a
-    mixture whose classes are its components: x0_w = x0_u + w (x0_c - x0_u) and the same for
-    eps, with x0_u from the whole mixture and x0_c from the class's own component, at every t
-    exactly. w = 1 is exact conditional sampling, w = 0 exact unconditional sampling.
+    mixture whose classes are its components or groups of them (`GaussianMixture.classes`):
+    x0_w = x0_u + w (x0_c - x0_u) and the same for eps, with x0_u from the whole mixture and
+    x0_c from the class's own components, at every t exactly. w = 1 is exact conditional sampling, w = 0 exact unconditional sampling.
 
     Args:
         oracle: the oracle of the whole mixture.
-        label: (B,) the class (component) of each sample.
+        label: (B,) the class of each sample.
         scale: the guidance scale w.
         interval: (low, high) noise levels sigma / alpha where w applies (1 elsewhere).
     """
@@ -230,13 +230,14 @@ class GuidedOracleDenoiser:
         interval: tuple[float, float] | None = None,
     ) -> None:
         mixture = oracle.mixture
+        k = mixture.n_classes
         if label.dim() != 1 or (label.numel() and not 0 <= int(label.min()) <= int(label.max())
-                                < mixture.n_components):  # fmt: skip
-            raise ValueError(f"labels must be components 0..{mixture.n_components - 1}")
+                                < k):  # fmt: skip
+            raise ValueError(f"labels must be classes 0..{k - 1}")
         self.oracle, self.process, self.dtype = oracle, oracle.process, oracle.dtype
         self.label, self.scale, self.interval = label.long(), float(scale), interval
-        self.classes = [Oracle(mixture.select([k]), oracle.process, oracle.dtype)
-                        for k in range(mixture.n_components)]  # fmt: skip
+        self.classes = [Oracle(mixture.class_mixture(c), oracle.process, oracle.dtype)
+                        for c in range(k)]  # fmt: skip
         self.nfe = 0
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:

@@ -34,8 +34,8 @@ class ExactModel(TrainedModel):
 
     @property
     def classes(self) -> int:
-        """Every component of the mixture is a class (as the labelled draws have it)."""
-        return self.oracle.mixture.n_components
+        """The mixture's classes: its components, or the groups its file names."""
+        return self.oracle.mixture.n_classes
 
     def denoiser(
         self,
