@@ -1,7 +1,7 @@
 """Regenerate the README pictures from a default training run.
 
     python docs/make_images.py [--run DIR] [--compare-runs DIR ...]
-                               [--only main|compare|diagnostics|gallery]
+                               [--only main|compare|diagnostics|gallery|guidance]
 
 Trains `diffusion train` with its defaults into a temporary run directory (or uses --run),
 then copies training.gif, reverse.gif and samples.png into docs/images/. Then runs
@@ -10,7 +10,8 @@ given with --compare-runs) and copies compare.png and compare.gif. Then trains t
 recipe on docs/examples/mixture.json, runs `diffusion diagnose` on it and copies its pictures
 into docs/images/diagnostics/. Last, trains the README gallery's recipes (`GALLERY_RUNS`: the
 defaults of `diffusion train`, DDIM for DDPM) and copies their GIFs into docs/images/gallery/,
-refusing (exit status 1) any GIF over `GALLERY_MAX_BYTES`.
+refusing (exit status 1) any GIF over `GALLERY_MAX_BYTES`. `--only guidance` draws the
+exact guided reverse process on a three-class mixture (docs/images/guidance/, no training).
 """
 
 from __future__ import annotations
@@ -94,13 +95,53 @@ def compare_images(tmp: Path, compare_runs: list[str] | None) -> None:
         print(f"wrote {IMAGES / name}")
 
 
+#: the three-class mixture of the guidance notebook (notebooks/05_guidance_exactly.py).
+THREE_CLASSES = {
+    "weights": [0.4, 0.3, 0.3],
+    "means": [[0.0, 0.0], [2.0, 0.5], [-2.0, 0.5]],
+    "covariances": [[[0.8, 0.2], [0.2, 0.5]], [[0.4, 0.0], [0.0, 0.4]], [[0.4, -0.1], [-0.1, 0.3]]],
+}
+
+
+def guidance_images(tmp: Path) -> None:
+    """The exact guided reverse process for class 0 of THREE_CLASSES at w = 1 and w = 3:
+    the same 1,000 particles from the same noise, flowing over the data."""
+    import json
+
+    import torch
+
+    from diffusion.data import get_dataset
+    from diffusion.training.config import TrainConfig
+    from diffusion.viz.gif import reverse_gif
+    from diffusion.workflows.exact import exact_model
+
+    path = tmp / "three.json"
+    path.write_text(json.dumps(THREE_CLASSES))
+    data = get_dataset(str(path))
+    model = exact_model(data.mixture, TrainConfig(dataset=str(path), process="flow"))
+    points = data.sample(3000, torch.Generator().manual_seed(0))
+    (IMAGES / "guidance").mkdir(parents=True, exist_ok=True)
+    for w in (1, 3):
+        frames = []
+        prior = model.process.prior((1000, 2), generator=torch.Generator().manual_seed(1))
+        frames.append((1.0, model.to_data(prior)))
+        model.sample(1000, label=torch.zeros(1000, dtype=torch.long), guidance=float(w),
+                     sampler="dpm-solver++", steps=20, grid="logsnr",
+                     generator=torch.Generator().manual_seed(1),
+                     callback=lambda step, frames=frames: frames.append(
+                         (step.s, model.to_data(step.x))))  # fmt: skip
+        target = IMAGES / "guidance" / f"reverse-w{w}.gif"
+        reverse_gif(frames, points, target, limits=((-4, 4), (-3, 3)))
+        print(f"wrote {target} ({target.stat().st_size / 1000:.0f} kB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="an existing default run to copy from")
     parser.add_argument("--compare-runs", nargs="*", default=None, help="runs to compare")
     parser.add_argument(
         "--only",
-        choices=("main", "compare", "diagnostics", "gallery"),
+        choices=("main", "compare", "diagnostics", "gallery", "guidance"),
         help="make only these pictures",
     )
     args = parser.parse_args()
@@ -110,6 +151,9 @@ def main() -> None:
             return
         if args.only == "gallery":
             gallery_images(Path(tmp))
+            return
+        if args.only == "guidance":
+            guidance_images(Path(tmp))
             return
         if args.only == "compare":
             compare_images(Path(tmp), args.compare_runs)
