@@ -266,3 +266,16 @@ def test_bad_mixture_classes_are_one_line_errors(tmp_path, classes, fragment):
     path.write_text(json.dumps({**GROUPED, "classes": classes}))
     with pytest.raises(DataError, match=fragment):
         get_dataset(str(path))
+
+
+@pytest.mark.parametrize("name", ["gaussians", "eight_gaussians", "moons", "circles",
+                                  "two_spirals", "pinwheel", "shapes"])  # fmt: skip
+def test_labelled_draws_are_the_same_points(name):
+    data = get_dataset(name)
+    points = data.sample(300, torch.Generator().manual_seed(5))
+    same, labels = data.labelled(300, torch.Generator().manual_seed(5))
+    assert torch.equal(points, same)
+    assert labels.shape == (300,) and 0 <= int(labels.min()) <= int(labels.max()) < len(
+        data.classes
+    )
+    assert len(set(labels.tolist())) == len(data.classes)  # every class drawn

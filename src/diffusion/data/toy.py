@@ -171,14 +171,21 @@ def circles(
 
     Each circle gets probability 1/2 and angles are U(0, 2 pi) (sklearn uses even spacing).
     """
+    return labelled_circles(n, generator, noise=noise, factor=factor)[0]
+
+
+def labelled_circles(
+    n: int, generator: torch.Generator | None = None, *, noise: float = 0.05, factor: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`circles` with each point's circle (n,): 0 outer, 1 inner; the same points."""
     n, noise, factor = check_sample_size(n), _nonnegative("noise", noise), _real("factor", factor)
     if not 0 < factor < 1:
         raise DataError(f"option factor must be in (0, 1), got {factor!r}")
-    inner = _choice(2, n, generator).float()  # (n,)
+    label = _choice(2, n, generator)  # (n,) 1: inner
     angle = 2 * math.pi * _uniform((n,), generator)
-    radius = 1 - (1 - factor) * inner
+    radius = 1 - (1 - factor) * label.float()
     points = radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-    return points + noise * _normal((n, 2), generator)
+    return points + noise * _normal((n, 2), generator), label
 
 
 def checkerboard(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -206,6 +213,20 @@ def pinwheel(
     A point (1 + radial_std * z1, tangential_std * z2) is rotated by -(2 pi k / n_arms +
     rate * exp(1 + radial_std * z1)) for a uniform arm k, so arms bend more as they go out.
     """
+    return labelled_pinwheel(n, generator, n_arms=n_arms, radial_std=radial_std,
+                             tangential_std=tangential_std, rate=rate)[0]  # fmt: skip
+
+
+def labelled_pinwheel(
+    n: int,
+    generator: torch.Generator | None = None,
+    *,
+    n_arms: int = 5,
+    radial_std: float = 0.3,
+    tangential_std: float = 0.1,
+    rate: float = 0.25,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pinwheel` with each point's arm (n,); the same points."""
     n, n_arms = check_sample_size(n), _count("n_arms", n_arms)
     radial_std = _nonnegative("radial_std", radial_std)
     tangential_std = _nonnegative("tangential_std", tangential_std)
@@ -219,7 +240,7 @@ def pinwheel(
     # FFJORD's einsum("ti,tij->tj", features, [[cos, -sin], [sin, cos]]).
     x = features[:, 0] * cos + features[:, 1] * sin
     y = -features[:, 0] * sin + features[:, 1] * cos
-    return torch.stack([x, y], dim=1)
+    return torch.stack([x, y], dim=1), arm
 
 
 def two_spirals(
@@ -230,12 +251,20 @@ def two_spirals(
     On arm 1, t = 3 pi sqrt(u) and p = (-t cos t + U(0, 0.5), t sin t + U(0, 0.5)) (FFJORD's
     uniform jitter); arm 2 is -p; each arm has probability 1/2; output p / 6 + noise * N(0, I).
     """
+    return labelled_two_spirals(n, generator, noise=noise)[0]
+
+
+def labelled_two_spirals(
+    n: int, generator: torch.Generator | None = None, *, noise: float = 0.05
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`two_spirals` with each point's arm (n,): 0 arm 1, 1 arm 2; the same points."""
     n, noise = check_sample_size(n), _nonnegative("noise", noise)
-    sign = 1 - 2 * _choice(2, n, generator).float()  # (n,) +1: arm 1, -1: arm 2
+    label = _choice(2, n, generator)  # (n,)
+    sign = 1 - 2 * label.float()  # +1: arm 1, -1: arm 2
     t = 3 * math.pi * torch.sqrt(_uniform((n,), generator))  # 540 degrees, as in FFJORD
     jitter = 0.5 * _uniform((n, 2), generator)
     arm = torch.stack([-t * torch.cos(t), t * torch.sin(t)], dim=1) + jitter  # (n, 2)
-    return sign[:, None] * arm / 6 + noise * _normal((n, 2), generator)
+    return sign[:, None] * arm / 6 + noise * _normal((n, 2), generator), label
 
 
 TOY_DATASETS: dict[str, ToySampler] = {
@@ -265,6 +294,10 @@ TOY_LABELLED: dict[str, tuple[Callable[..., tuple[torch.Tensor, torch.Tensor]],
     "eight_gaussians": (_labelled_eight_gaussians,
                         lambda **_: tuple(f"component {k}" for k in range(8))),
     "moons": (labelled_moons, lambda **_: ("upper", "lower")),
+    "circles": (labelled_circles, lambda **_: ("outer", "inner")),
+    "two_spirals": (labelled_two_spirals, lambda **_: ("arm 1", "arm 2")),
+    "pinwheel": (labelled_pinwheel, lambda n_arms=5, **_: tuple(
+        f"arm {k}" for k in range(n_arms))),
 }  # fmt: skip
 
 
