@@ -31,6 +31,7 @@ import torch
 
 from diffusion.data.mixture import GaussianMixture
 from diffusion.parametrize import Prediction, target_from
+from diffusion.processes.guidance import check_labels, guidance_scales
 from diffusion.utils import expand_like
 
 # Entries of the largest (B, K, D) temporary: batches are split so it stays ~64 MiB in float64.
@@ -209,11 +210,12 @@ class OracleDenoiser:
         return Prediction(x0=exact.x0, eps=exact.eps)
 
 
-class GuidedOracleDenoiser:
+class GuidedOracleDenoiser(OracleDenoiser):
     """The exact classifier-free-guided prediction (`diffusion.processes.guidance`) for a
     mixture whose classes are its components or groups of them (`GaussianMixture.classes`):
     x0_w = x0_u + w (x0_c - x0_u) and the same for eps, with x0_u from the whole mixture and
-    x0_c from the class's own components, at every t exactly. w = 1 is exact conditional sampling, w = 0 exact unconditional sampling.
+    x0_c from the class's own components, at every t exactly. w = 1 is exact conditional
+    sampling, w = 0 exact unconditional sampling.
 
     Args:
         oracle: the oracle of the whole mixture.
@@ -230,19 +232,11 @@ class GuidedOracleDenoiser:
         interval: tuple[float, float] | None = None,
     ) -> None:
         mixture = oracle.mixture
-        k = mixture.n_classes
-        if label.dim() != 1 or (label.numel() and not 0 <= int(label.min()) <= int(label.max())
-                                < k):  # fmt: skip
-            raise ValueError(f"labels must be classes 0..{k - 1}")
-        self.oracle, self.process, self.dtype = oracle, oracle.process, oracle.dtype
+        check_labels(label, mixture.n_classes)
+        super().__init__(oracle)
         self.label, self.scale, self.interval = label.long(), float(scale), interval
         self.classes = [Oracle(mixture.class_mixture(c), oracle.process, oracle.dtype)
-                        for c in range(k)]  # fmt: skip
-        self.nfe = 0
-
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        with torch.no_grad():
-            return self.predict(x_t, t)
+                        for c in range(mixture.n_classes)]  # fmt: skip
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         self.nfe += 1
@@ -254,10 +248,6 @@ class GuidedOracleDenoiser:
             rows = label == k
             own = self.classes[k].exact(x_t[rows], t[rows])
             x0[rows], eps[rows] = own.x0, own.eps
-        w = torch.full_like(t, self.scale)
-        if self.interval is not None:
-            level = self.process.sigma_ratio(t)
-            inside = (level > self.interval[0]) & (level < self.interval[1])
-            w = torch.where(inside, w, torch.ones_like(w))
+        w = guidance_scales(self.process, t, self.scale, self.interval)
         w = w.to(x_t.dtype)[:, None]
         return Prediction(x0=whole.x0 + w * (x0 - whole.x0), eps=whole.eps + w * (eps - whole.eps))

@@ -43,6 +43,27 @@ def check_guidance(scale: float, interval: tuple[float, float] | None = None) ->
             raise ValueError(f"the guidance interval must be 0 <= low < high, got {interval}")
 
 
+def check_labels(label: torch.Tensor, classes: int) -> None:
+    """ValueError unless `label` is one class in 0..classes - 1 per sample, shape (B,)."""
+    if label.dim() != 1 or (
+        label.numel() and not 0 <= int(label.min()) <= int(label.max()) < classes
+    ):
+        raise ValueError(f"labels must be classes 0..{classes - 1}, one per sample")
+
+
+def guidance_scales(
+    process, t: torch.Tensor, scale: float, interval: tuple[float, float] | None
+) -> torch.Tensor:
+    """(B,) the scale at each row's time t (B,): w inside the interval of noise levels
+    sigma / alpha (everywhere when None), 1 outside."""
+    scales = torch.full_like(t, scale)
+    if interval is None:
+        return scales
+    level = process.sigma_ratio(t)
+    inside = (level > interval[0]) & (level < interval[1])
+    return torch.where(inside, scales, torch.ones_like(scales))
+
+
 class GuidedDenoiser(Denoiser):
     """A conditional network seen through a process, with classifier-free guidance.
 
@@ -68,24 +89,12 @@ class GuidedDenoiser(Denoiser):
         interval: tuple[float, float] | None = None,
     ) -> None:
         check_guidance(scale, interval)
-        if label.dim() != 1 or (
-            label.numel() and not 0 <= int(label.min()) <= int(label.max()) < classes
-        ):
-            raise ValueError(f"labels must be classes 0..{classes - 1}, one per sample")
+        check_labels(label, classes)
         super().__init__(model, process, target)
         self.label = label.long()
         self.scale = float(scale)
         self.classes = classes
         self.interval = interval
-
-    def _scales(self, t: torch.Tensor) -> torch.Tensor:
-        """(B,) the scale at each row's time: w inside the interval, 1 outside."""
-        scale = torch.full_like(t, self.scale)
-        if self.interval is None:
-            return scale
-        low, high = self.interval
-        level = self.process.sigma_ratio(t)
-        return torch.where((level > low) & (level < high), scale, torch.ones_like(scale))
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])  # (B,)
@@ -94,7 +103,7 @@ class GuidedDenoiser(Denoiser):
         label = self.label.to(x_t.device)
         none = torch.full_like(label, self.classes)
         model_input = self.process.model_input(x_t, t)
-        scales = self._scales(t)
+        scales = guidance_scales(self.process, t, self.scale, self.interval)
         if self.scale == 0:  # the unconditional model alone
             self.nfe += 1
             output = self.model(model_input, t, label=none)
