@@ -35,13 +35,12 @@ import torch
 
 from diffusion.data.errors import DataError, check_sample_size, user_path
 from diffusion.data.files import MAX_DIM, MAX_NORM
+from diffusion.data.labels import MAX_CLASSES
 
 #: Most components a file may describe (in at most MAX_DIM dimensions, as every data set):
 #: beyond this the exact quantities cost more memory per point than a toy tool should ask for.
 MAX_COMPONENTS = 100_000
 _KEYS = {"weights", "means", "stds", "covariances", "classes"}
-#: the most classes a mixture file may group its components into (as for any labels).
-MAX_MIXTURE_CLASSES = 1000
 # Relative asymmetry tolerated in a covariance read from text (rounding of printed numbers).
 _SYMMETRY_TOLERANCE = 1e-8
 
@@ -304,8 +303,8 @@ def _classes(path: Path, value: object, k: int) -> torch.Tensor | None:
     if int(classes.min()) < 0:
         raise DataError(f"{path}: classes must be 0 or more, got {int(classes.min())}")
     top = int(classes.max())
-    if top >= MAX_MIXTURE_CLASSES:
-        raise DataError(f"{path}: at most {MAX_MIXTURE_CLASSES} classes, got class {top}")
+    if top >= MAX_CLASSES:
+        raise DataError(f"{path}: at most {MAX_CLASSES} classes, got class {top}")
     missing = sorted(set(range(top + 1)) - set(classes.tolist()))
     if missing:
         raise DataError(f"{path}: class {missing[0]} has no component (classes must run "
