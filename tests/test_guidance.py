@@ -269,7 +269,7 @@ def test_bad_mixture_classes_are_one_line_errors(tmp_path, classes, fragment):
 
 
 @pytest.mark.parametrize("name", ["gaussians", "eight_gaussians", "moons", "circles",
-                                  "two_spirals", "pinwheel", "shapes"])  # fmt: skip
+                                  "two_spirals", "pinwheel", "checkerboard", "shapes"])  # fmt: skip
 def test_labelled_draws_are_the_same_points(name):
     data = get_dataset(name)
     points = data.sample(300, torch.Generator().manual_seed(5))
@@ -279,3 +279,11 @@ def test_labelled_draws_are_the_same_points(name):
         data.classes
     )
     assert len(set(labels.tolist())) == len(data.classes)  # every class drawn
+
+
+def test_checkerboard_labels_name_the_square_each_point_is_on():
+    points, labels = get_dataset("checkerboard").labelled(4000, torch.Generator().manual_seed(0))
+    column, row = (points.floor() + 2).long().unbind(1)  # 0..3 from the bottom left
+    assert torch.equal(labels, 2 * column + row // 2)
+    assert bool(((column + row) % 2 == 0).all())  # black squares only: 8 classes
+    assert torch.bincount(labels).tolist() == pytest.approx([500] * 8, abs=80)

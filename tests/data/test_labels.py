@@ -75,3 +75,46 @@ def test_bad_labels_exit_2_from_train_and_write_nothing(capsys, monkeypatch, tmp
     assert code == 2 and "cannot read the labels" in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_csv_label_column_holds_numbers_or_names(tmp_path):
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text("x,Label,y\n0.5,1,2\n# a comment\n\n1.5,0,3\n2.5,1,4\n")
+    data = get_dataset(str(numbers))
+    assert data.points.tolist() == [[0.5, 2.0], [1.5, 3.0], [2.5, 4.0]]  # not a coordinate
+    assert data.classes == ("0", "1") and data.labels.tolist() == [1, 0, 1]
+    names = tmp_path / "names.csv"
+    names.write_text("class,x\ncat,0\ndog,1\nant,2\ncat,3\n")
+    data = get_dataset(str(names))
+    assert data.classes == ("ant", "cat", "dog")  # sorted names
+    assert data.labels.tolist() == [1, 2, 0, 1] and data.points[:, 0].tolist() == [0, 1, 2, 3]
+    unlabelled = tmp_path / "plain.csv"
+    unlabelled.write_text("x,y\n0,1\n1,0\n")
+    assert get_dataset(str(unlabelled)).labels is None
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("x,label\n0,1\n1,\n", "line 3 has no label"),
+        ("x,label\n0,1\n1,0,5\n", "line 3 has 3 values, the header has 2"),
+        ("x,label\n0,1\n1,-1\n", "labels must be 0 or more"),
+        ("x,label\n0,1\nzz,0\n", "line 3: 'zz' is not a number"),
+        ("label,class,x\n0,1,2\n1,0,2\n", "two label columns ('label' and 'class')"),
+        ("x,label\n" + "".join(f"{k},{k * 7}\n" for k in range(200)), "at most 1000 classes"),
+        ("x,label\n" + "".join(f"{k},n{k}\n" for k in range(1001)), "1_001 classes"),
+    ],
+)
+def test_bad_csv_label_columns_are_one_line_errors(tmp_path, text, fragment):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        get_dataset(str(path))
+
+
+def test_a_label_column_and_a_labels_file_together_are_refused(tmp_path):
+    path = tmp_path / "both.csv"
+    path.write_text("x,label\n0,1\n1,0\n")
+    np.save(tmp_path / "both.labels.npy", np.array([0, 1]))
+    with pytest.raises(DataError, match="a label column and a labels file"):
+        get_dataset(str(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from diffusion.data.errors import DataError, user_path
-from diffusion.data.files import SUFFIXES, load_points, resample
+from diffusion.data.files import SUFFIXES, load_point_table, load_points, resample
 from diffusion.data.images import (
     Images,
     is_image_array,
@@ -22,7 +22,7 @@ from diffusion.data.images import (
     load_image_array,
     load_image_folder,
 )
-from diffusion.data.labels import load_labels
+from diffusion.data.labels import labels_from_text, labels_path, load_labels
 from diffusion.data.mixture import GaussianMixture, load_mixture
 from diffusion.data.shapes import SHAPES, draw_shapes
 from diffusion.data.toy import TOY_DATASETS, TOY_LABELLED, toy_mixture, toy_options
@@ -276,9 +276,14 @@ def get_dataset(spec: str | os.PathLike[str], **options: object) -> Dataset:
             classes = tuple(f"{named} {k}" for k in range(mixture.n_classes))
             return Dataset(name=spec, dim=mixture.dim, sample=mixture.sample, mixture=mixture,
                            labelled=mixture.sample_labelled, classes=classes)  # fmt: skip
-        points = load_points(spec)
+        points, column = load_point_table(spec)
         sample = partial(resample, points)
         labels, classes = load_labels(path, points.shape[0]) or (None, ())
+        if column is not None:
+            if labels is not None:
+                raise DataError(f"{spec}: has a label column and a labels file "
+                                f"({labels_path(path).name}); keep one")  # fmt: skip
+            labels, classes = labels_from_text(column, spec, path.name)
         return Dataset(name=spec, dim=points.shape[1], sample=sample, points=points,
                        labels=labels, classes=classes)  # fmt: skip
     raise DataError(

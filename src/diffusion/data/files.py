@@ -87,7 +87,13 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _read_csv(path: Path) -> np.ndarray:
+#: header names of a CSV column that holds each point's class instead of a coordinate
+LABEL_COLUMNS = ("label", "class")
+
+
+def read_csv_table(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """The numbers (n, d) of a CSV file, and the text of its label column (one entry per
+    point) when its header names one (`LABEL_COLUMNS`, any case), else None."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -97,15 +103,49 @@ def _read_csv(path: Path) -> np.ndarray:
     skip = 0
     if first is not None and not any(_is_number(f) for f in lines[first].split(",")):
         skip = first + 1
+    labels = None
+    if skip:
+        lines, labels = _take_label_column(path, lines, skip)
     data = next((line for line in lines[skip:] if line.split("#")[0].strip()), "")
     _check_width(path, data.split("#")[0].count(",") + 1)  # before parsing every line
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            return np.loadtxt(lines[skip:], delimiter=",", ndmin=2, dtype=np.float64)
+            array = np.loadtxt(lines[skip:], delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError as error:
         problem = _csv_problem(lines, skip) or _one_line(error)
         raise DataError(f"{path}: cannot parse as comma-separated numbers ({problem})") from None
+    return array, labels
+
+
+def _take_label_column(
+    path: Path, lines: list[str], skip: int
+) -> tuple[list[str], list[str] | None]:
+    """`lines` without the label column that the header (line `skip`) names, and that
+    column's entries; the lines unchanged and None when the header names no label column.
+    Blank and comment lines stay in place, so line numbers in later errors still hold."""
+    header = [field.strip().lower() for field in lines[skip - 1].split(",")]
+    found = [i for i, name in enumerate(header) if name in LABEL_COLUMNS]
+    if not found:
+        return lines, None
+    if len(found) > 1:
+        names = " and ".join(repr(lines[skip - 1].split(",")[i].strip()) for i in found)
+        raise DataError(f"{path}: the header names two label columns ({names}); keep one")
+    column, kept, labels = found[0], lines[:skip], []
+    for number, line in enumerate(lines[skip:], start=skip + 1):
+        fields = line.split("#")[0].split(",")
+        if not line.split("#")[0].strip():
+            kept.append(line)
+            continue
+        if len(fields) != len(header):
+            raise DataError(f"{path}: line {number} has {len(fields)} values, the header "
+                            f"has {len(header)}")  # fmt: skip
+        label = fields.pop(column).strip()
+        if not label:
+            raise DataError(f"{path}: line {number} has no label")
+        labels.append(label)
+        kept.append(",".join(fields))
+    return kept, labels
 
 
 def _csv_problem(lines: list[str], skip: int) -> str | None:
@@ -124,15 +164,13 @@ def _csv_problem(lines: list[str], skip: int) -> str | None:
     return None
 
 
-_READERS = {".npy": _read_npy, ".csv": _read_csv}
-
-
 def load_points(path: str | Path) -> torch.Tensor:
     """Load a point cloud from a .npy or .csv file.
 
     Args:
         path: a .npy array of shape (n, d) or (n,), or a .csv with one point per line, numbers
-            separated by commas, optionally one header line of names (skipped);
+            separated by commas, optionally one header line of names (skipped); a column
+            the header names "label" or "class" is not a coordinate (`load_csv_labels`);
             blank lines and text after '#' are ignored.
 
     Returns:
@@ -144,8 +182,15 @@ def load_points(path: str | Path) -> torch.Tensor:
             coordinates, empty, non-finite values, fewer than 2 points, every point the same,
             a point of norm above MAX_NORM).
     """
+    return load_point_table(path)[0]
+
+
+def load_point_table(path: str | Path) -> tuple[torch.Tensor, list[str] | None]:
+    """`load_points`, with the label column of a CSV whose header names one (its text, one
+    entry per point; `diffusion.data.labels.labels_from_text` makes classes of it), else
+    None."""
     path = user_path(path)
-    if path.suffix.lower() not in _READERS:
+    if path.suffix.lower() not in SUFFIXES:
         raise DataError(
             f"{path}: unsupported file type {path.suffix or '(none)'!r}; use .npy or .csv "
             "(or .json for a Gaussian mixture)"
@@ -154,8 +199,11 @@ def load_points(path: str | Path) -> torch.Tensor:
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: is not a file")
-    array = _READERS[path.suffix.lower()](path)
-    return points_from_array(array, str(path))
+    if path.suffix.lower() == ".csv":
+        array, labels = read_csv_table(path)
+    else:
+        array, labels = _read_npy(path), None
+    return points_from_array(array, str(path)), labels
 
 
 def points_from_array(array: np.ndarray, where: str) -> torch.Tensor:

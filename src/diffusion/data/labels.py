@@ -1,7 +1,10 @@
-"""Class labels of a user's file: `NAME.labels.npy` beside `NAME.npy` or `NAME.csv`.
+"""Class labels of a user's file: `NAME.labels.npy` beside `NAME.npy` or `NAME.csv`, or a
+column of the CSV that its header names "label" or "class".
 
-One integer per example, in the file's order, from 0 to K - 1; the classes are named by their
-numbers. Anything else is refused in one line naming the file (`DataError`).
+A labels file holds one integer per example, in the file's order, from 0 to K - 1; the classes
+are named by their numbers. A label column holds the same integers, or names (any text): the
+classes are then the names in sorted order. Anything else is refused in one line naming the
+file (`DataError`).
 """
 
 from __future__ import annotations
@@ -34,17 +37,44 @@ def load_labels(path: Path, n: int) -> tuple[torch.Tensor, tuple[str, ...]] | No
     except (OSError, ValueError, EOFError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{where}: cannot read the labels: {reason}") from None
+    return checked_labels(array, n, where, path.name)
+
+
+def checked_labels(
+    array: np.ndarray, n: int, where: object, data: str
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Integer labels `array` of the n examples of `data`, checked, as a tensor (n,) and the
+    class names "0" to "K - 1"; `where` names the source in errors."""
     if array.ndim != 1:
         raise DataError(f"{where}: labels must be one integer per example, shape (N,); got "
                         f"shape {array.shape}")  # fmt: skip
     if array.shape[0] != n:
-        raise DataError(f"{where}: {array.shape[0]} labels for the {n} examples of {path.name}")
+        raise DataError(f"{where}: {array.shape[0]} labels for the {n} examples of {data}")
     if array.dtype.kind not in "iub":
         raise DataError(f"{where}: labels must be integers, got dtype {array.dtype}")
     if n and int(array.min()) < 0:
         raise DataError(f"{where}: labels must be 0 or more, got {int(array.min())}")
     classes = int(array.max()) + 1 if n else 0
-    if classes > MAX_CLASSES:
-        raise DataError(f"{where}: labels go up to {classes - 1}; at most {MAX_CLASSES} "
-                        "classes are allowed")  # fmt: skip
+    _check_count(where, classes)
     return torch.from_numpy(array.astype(np.int64)), tuple(str(k) for k in range(classes))
+
+
+def labels_from_text(
+    text: list[str], where: object, data: str
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Labels (n,) and class names from a label column's entries: whole numbers are class
+    numbers (checked as a labels file's); any other text names the classes, numbered in
+    sorted order."""
+    try:
+        numbers = np.array([int(entry) for entry in text], dtype=np.int64)
+    except (ValueError, OverflowError):
+        names = tuple(sorted(set(text)))
+        _check_count(where, len(names))
+        index = {name: k for k, name in enumerate(names)}
+        return torch.tensor([index[entry] for entry in text], dtype=torch.int64), names
+    return checked_labels(numbers, len(text), where, data)
+
+
+def _check_count(where: object, classes: int) -> None:
+    if classes > MAX_CLASSES:
+        raise DataError(f"{where}: {classes:_} classes; at most {MAX_CLASSES} classes are allowed")

@@ -193,10 +193,23 @@ def checkerboard(n: int, generator: torch.Generator | None = None) -> torch.Tens
 
     FFJORD's "checkerboard" without its final factor 2.
     """
+    return labelled_checkerboard(n, generator)[0]
+
+
+def labelled_checkerboard(
+    n: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`checkerboard` with each point's square (n,), 0 to 7: 2 * column + row // 2, columns
+    and rows counted from the bottom left; the same points. (Every point lies on a black
+    square, so the square, not the colour, is what tells points apart.)"""
     n = check_sample_size(n)
     x = 4 * _uniform((n,), generator) - 2
     y = _uniform((n,), generator) - 2 * _choice(2, n, generator) + torch.floor(x) % 2
-    return torch.stack([x, y], dim=1)
+    column = (torch.floor(x) + 2).clamp(0, 3)
+    row = (torch.floor(y) + 2).clamp(0, 3)
+    return torch.stack([x, y], dim=1), (
+        2 * column + torch.div(row, 2, rounding_mode="floor")
+    ).long()
 
 
 def pinwheel(
@@ -294,6 +307,8 @@ TOY_LABELLED: dict[str, tuple[Callable[..., tuple[torch.Tensor, torch.Tensor]],
     "eight_gaussians": (_labelled_eight_gaussians,
                         lambda **_: tuple(f"component {k}" for k in range(8))),
     "moons": (labelled_moons, lambda **_: ("upper", "lower")),
+    "checkerboard": (labelled_checkerboard, lambda **_: tuple(
+        f"square {k}" for k in range(8))),
     "circles": (labelled_circles, lambda **_: ("outer", "inner")),
     "two_spirals": (labelled_two_spirals, lambda **_: ("arm 1", "arm 2")),
     "pinwheel": (labelled_pinwheel, lambda n_arms=5, **_: tuple(
