@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help and --version print, then exit 0
             return exc.code or 0
+        args.argv = argv  # what was asked, for a command that starts others (train --nproc)
         return COMMANDS[args.command](args)
     except NonFiniteLossError as exc:  # not bad input: training itself failed
         print(f"diffusion: error: {' '.join(str(exc).split())}", file=sys.stderr)

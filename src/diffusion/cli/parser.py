@@ -54,6 +54,12 @@ def build_parser() -> Parser:
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     train.add_argument("--out", default=None, help="run directory (default: a new one under runs/)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--nproc", type=int, default=None, metavar="N",
+                       help="train on N processes of this machine (starts torchrun; for several "
+                       "machines run torchrun yourself: docs/distributed.md)")  # fmt: skip
+    train.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto",
+                       help="how processes started by torchrun talk: gloo (CPU), nccl (one GPU "
+                       "each); default auto: by --device")  # fmt: skip
     add_config_options(train)
 
     sample = commands.add_parser(

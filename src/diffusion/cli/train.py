@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from diffusion.cli.common import (
@@ -14,6 +17,7 @@ from diffusion.cli.common import (
 )
 from diffusion.cli.options import config_overrides
 from diffusion.errors import CheckpointError
+from diffusion.io.lock import run_lock
 
 #: The files `diffusion.workflows.run` writes into a run directory.
 RUN_FILES = ("config.json", "config.toml", "model.safetensors", "metrics.json", "training.gif",
@@ -45,8 +49,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from diffusion.data import get_dataset
     from diffusion.training.config import TrainConfig
     from diffusion.training.saved_config import read_config_file
-    from diffusion.workflows.run import new_run_dir, run_training
+    from diffusion.workflows.run import new_run_dir
 
+    if args.nproc is not None:
+        return launch(args)
     if args.resume is not None:
         if args.out is not None:
             raise UsageError("--resume DIR continues the run in DIR; leave out --out")
@@ -57,6 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Check everything that can be checked before any compute or any file is written.
     dataset = get_dataset(config.dataset)
     network = describe_network(config, dataset)
+    from diffusion.training.distributed import World
+
+    World.check_env(config.batch_size)
     run_dir = Path(args.out) if args.out else new_run_dir()
     check_writable(run_dir, "--out", directory=True)
     if (run_dir / "config.json").exists():
@@ -65,11 +74,78 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{run_dir} or choose another directory"
         )
     check_run_folder(run_dir)
-    print(f"training {config.process} on {config.dataset} for {config.train_steps} steps with "
-          f"{network} -> {run_dir}")  # fmt: skip
-    metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset)
-    print_result(metrics, run_dir)
+    say(f"training {config.process} on {config.dataset} for {config.train_steps} steps with "
+        f"{network} -> {run_dir}")  # fmt: skip
+    with run_lock(run_dir) if is_first_process() else nullcontext():
+        return train_and_report(config, run_dir, args, dataset)
+
+
+def is_first_process() -> bool:
+    """Whether this is the process that writes (rank 0 of a torchrun launch, or the only one)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(message: str) -> None:
+    """Print from the first process only (the others of a launch would repeat it)."""
+    if is_first_process():
+        print(message)
+
+
+def train_and_report(config, run_dir: Path, args: argparse.Namespace, dataset, state=None) -> int:
+    """Train (from `state` if given), print the result; on SIGTERM/SIGINT say how to resume
+    and exit 128 + the signal's number."""
+    from diffusion.io.checkpoints import latest_checkpoint
+    from diffusion.training.loop import Stopped
+    from diffusion.workflows.run import run_training
+
+    try:
+        metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset,
+                               resume=state, backend=args.backend)  # fmt: skip
+    except Stopped as stop:
+        number = stop.signal_number or signal.SIGTERM
+        last = latest_checkpoint(run_dir)
+        where = f"the checkpoint is {last}" if last else "no checkpoint could be written"
+        if is_first_process():
+            print(f"diffusion: stopped by {signal.Signals(number).name} at step {stop.step}; "
+                  f"{where}; continue with: diffusion train --resume {run_dir}",
+                  file=sys.stderr)  # fmt: skip
+        return 128 + number
+    if metrics is not None:
+        print_result(metrics, run_dir)
     return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """`diffusion train --nproc N ...`: the same command on N processes of this machine, under
+    torchrun (a free port on localhost for the rendezvous)."""
+    import subprocess
+
+    n = args.nproc
+    if n < 1:
+        raise UsageError(f"--nproc must be 1 or more, got {n}")
+    if "RANK" in os.environ:
+        raise UsageError("--nproc starts torchrun; under torchrun already, leave it out")
+    from diffusion.training.config import TrainConfig
+    from diffusion.training.saved_config import read_config_file
+
+    if args.resume is None:  # a batch that does not split is refused before any process starts
+        values = read_config_file(args.config) if args.config else {}
+        values.update(config_overrides(args))
+        batch = TrainConfig.from_dict(values).batch_size
+        if batch % n:
+            raise UsageError(f"batch_size {batch} does not split over {n} processes; use a "
+                             f"multiple of {n}")  # fmt: skip
+    rest, skip = [], False
+    for arg in args.argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={n}", "-m", "diffusion", *rest]  # fmt: skip
+    return subprocess.call(command)
 
 
 def describe_network(config, dataset) -> str:
@@ -95,15 +171,13 @@ def describe_network(config, dataset) -> str:
 def resume_training(args: argparse.Namespace) -> int:
     """`diffusion train --resume DIR`: continue from the run's latest checkpoint."""
     from diffusion.data import get_dataset
-    from diffusion.io.checkpoints import newest_loadable_checkpoint, remove_temporary_files
+    from diffusion.io.checkpoints import newest_loadable_checkpoint
     from diffusion.io.runs import read_run_config
     from diffusion.training.config import TrainConfig
     from diffusion.training.saved_config import (
         critical_differences,
         read_config_file,
-        resumable_changes,
     )
-    from diffusion.workflows.run import run_training
 
     run_dir = Path(args.resume)
     old, dim = read_run_config(run_dir, option="--resume")
@@ -117,6 +191,9 @@ def resume_training(args: argparse.Namespace) -> int:
     problems = critical_differences(old.to_dict(), config.to_dict())
     if problems:
         raise UsageError(f"cannot resume {run_dir}: {problems[0]}")
+    from diffusion.training.distributed import World
+
+    World.check_env(config.batch_size)
     dataset = get_dataset(config.dataset)
     if dataset.dim != dim:
         raise UsageError(f"cannot resume: {config.dataset} now has dimension {dataset.dim}, "
@@ -132,18 +209,30 @@ def resume_training(args: argparse.Namespace) -> int:
             f"--train-steps {config.train_steps} is below the checkpoint's step {done}"
         )
     if done == config.train_steps and (run_dir / "metrics.json").is_file():
-        print(f"{run_dir} has already finished all {config.train_steps} steps; nothing to do "
-              "(give a larger --train-steps to train longer)")  # fmt: skip
+        say(f"{run_dir} has already finished all {config.train_steps} steps; nothing to do "
+            "(give a larger --train-steps to train longer)")  # fmt: skip
         return 0
-    for _, why in found.refused:  # only now: a refusal above stays one line
+    for _, why in found.refused if is_first_process() else ():  # a refusal above: one line
         print(f"diffusion: warning: {why}; skipping it", file=sys.stderr)
-    remove_temporary_files(run_dir)  # leftovers of writes a killed process never finished
+    with run_lock(run_dir) if is_first_process() else nullcontext():  # checked: now train
+        return _resume(run_dir, config, old, args, dataset, state, path, found.refused)
+
+
+def _resume(run_dir, config, old, args, dataset, state, path, refused) -> int:
+    """The part of `resume_training` that writes, under the run's lock."""
+    from diffusion.io.checkpoints import latest_checkpoint, remove_temporary_files
+    from diffusion.training.saved_config import resumable_changes
+
+    if is_first_process() and latest_checkpoint(run_dir) != path and not refused:
+        raise CheckpointError(f"{run_dir} changed while it was being checked (another trainer "
+                              "finished in it); run the command again")  # fmt: skip
+    done = state.step if state is not None else 0
+    if is_first_process():  # leftovers of writes a killed process never finished
+        remove_temporary_files(run_dir)
     for change in resumable_changes(old.to_dict(), config.to_dict()):
-        print(f"changed on resume: {change}")
+        say(f"changed on resume: {change}")
     where = f"step {done} ({path})" if state is not None else "step 0 (no checkpoint yet)"
-    if found.refused:
+    if refused:
         where += ", the newest checkpoint that loads"
-    print(f"resuming {run_dir} from {where}; training to step {config.train_steps}")
-    metrics = run_training(config, run_dir, progress=not args.quiet, dataset=dataset, resume=state)
-    print_result(metrics, run_dir)
-    return 0
+    say(f"resuming {run_dir} from {where}; training to step {config.train_steps}")
+    return train_and_report(config, run_dir, args, dataset, state)

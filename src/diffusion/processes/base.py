@@ -186,6 +186,7 @@ class GaussianProcess(ABC):
         generator: torch.Generator | None = None,
         cond: dict[str, torch.Tensor] | None = None,
         groups: torch.Tensor | None = None,
+        shard: slice | None = None,
     ) -> torch.Tensor:
         """Mean squared error on the prediction target (the "simple" loss of Ho et al. 2020, Eq. 14).
 
@@ -196,9 +197,13 @@ class GaussianProcess(ABC):
             generator: source of the time and noise draws.
             cond: conditioning passed to the network as keyword arguments (e.g. class labels).
             groups: (B,) classes within which a coupling pairs data and noise (`couple`).
+            shard: the rows of the batch this process trains on, when several do
+                (`diffusion.training.distributed`): times, noise and coupling are drawn for
+                the whole batch, as one process would draw them, and only these rows reach
+                the network, so the draws do not depend on the number of processes.
 
         Returns:
-            The scalar loss, averaged over the batch and the data dimensions.
+            The scalar loss, averaged over the batch (or the shard) and the data dimensions.
         """
         if t is None:
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
@@ -207,8 +212,12 @@ class GaussianProcess(ABC):
         x_t = self.marginal(x0, t, noise)
         coefficients = self.coefficients(t, x0)
         target = target_from(self.prediction, x0, noise, *coefficients)
+        sigma = coefficients[1]
+        if shard is not None:
+            x_t, t, target, sigma = x_t[shard], t[shard], target[shard], sigma[shard]
+            cond = {name: value[shard] for name, value in (cond or {}).items()}
         output = model(self.model_input(x_t, t), t.to(x0.dtype), **(cond or {}))
-        return self.target_loss(output, target, coefficients[1])
+        return self.target_loss(output, target, sigma)
 
     def target_loss(
         self, output: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor

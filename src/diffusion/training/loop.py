@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from diffusion.data import Dataset, get_dataset
@@ -44,6 +45,7 @@ from diffusion.training.build import (
     training_points,
 )
 from diffusion.training.config import TrainConfig
+from diffusion.training.distributed import World, all_sum
 from diffusion.training.saved_config import critical_differences
 from diffusion.training.state import OPTIMIZER_KEYS, TrainingState, inconsistencies
 
@@ -68,6 +70,14 @@ class NonFiniteLossError(RuntimeError):
             f"change the weights){note}. Try a lower learning rate, or check the data for NaN "
             "or inf"
         )
+
+
+class Stopped(Exception):
+    """Training stopped early, at a step boundary, because a signal asked it to."""
+
+    def __init__(self, step: int, signal_number: int) -> None:
+        self.step, self.signal_number = step, signal_number
+        super().__init__(f"training stopped at step {step} (signal {signal_number})")
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -101,10 +111,14 @@ class TrainResult:
 class Trainer:
     """One training run: build it from a config, optionally `load_state`, then `run`."""
 
-    def __init__(self, config: TrainConfig, dataset: Dataset | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, dataset: Dataset | None = None, world: World | None = None
+    ) -> None:
         config.validate()
         self.config = config
-        self.device = resolve_device(config.device)
+        self.world = world or World()  # several processes: `diffusion.training.distributed`
+        self.world.check_batch(config.batch_size)
+        self.device = self.world.device(resolve_device(config.device))
         self.dataset = dataset if dataset is not None else get_dataset(config.dataset)
         self.data, labels = training_points(config, self.dataset)
         resolve_classes(config, self.dataset, labels is not None, labels)
@@ -124,6 +138,12 @@ class Trainer:
         except ValueError as exc:  # e.g. a U-Net asked for points
             raise ConfigError(f"model {config.model}: {exc}") from None
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # what the loss calls: the network itself, or DDP around it (which averages the
+        # gradients of the processes during backward)
+        self.network = self.model
+        if self.world.size > 1:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=ids)
         # fused: one kernel for the whole update, and it can skip a step on the device.
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
@@ -139,6 +159,10 @@ class Trainer:
         self._skipped = torch.zeros((), device=self.device)  # non-finite steps, on the device
         self._streak = torch.zeros((), device=self.device)  # consecutive ones, now
         self._worst = torch.zeros((), device=self.device)  # longest streak since the last check
+        #: set (to the signal's number) to stop after the current step with a checkpoint
+        #: (`diffusion.training.preemption`); the processes of a run stop at the same step
+        self.stop_signal = 0
+        self._votes = torch.zeros((), device=self.device)  # processes asking to stop
 
     # -- state -------------------------------------------------------------------------------
 
@@ -261,7 +285,8 @@ class Trainer:
         """One optimisation step (skipped on the device if the loss is not finite)."""
         config, step = self.config, self.step
         idx = self.batches.next()
-        conditioning = {}
+        shard = self.world.shard(config.batch_size)
+        conditioning: dict = {} if shard is None else {"shard": shard}
         if self.labels is not None:
             # Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label
             # is replaced by "no class" (index `classes`) with probability label_dropout; the
@@ -269,12 +294,16 @@ class Trainer:
             groups = self.labels[idx]
             dropped = torch.rand(groups.shape, generator=self.generator, device=self.device)
             label = groups.masked_fill(dropped < config.label_dropout, config.classes)
-            conditioning = {"cond": {"label": label}, "groups": groups}
+            conditioning.update(cond={"label": label}, groups=groups)
         loss = self.process.loss(
-            self.model, self.x_train[idx], generator=self.generator, **conditioning
+            self.network, self.x_train[idx], generator=self.generator, **conditioning
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world.size > 1:  # the batch's loss, and whether any process asks to stop
+            votes = torch.stack([loss.detach(), loss.new_tensor(float(self.stop_signal > 0))])
+            loss, self._votes = all_sum(votes, self.world).unbind()
+            loss = loss / self.world.size
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         bad = (~(torch.isfinite(loss) & torch.isfinite(norm))).to(torch.float32)
         factor = lr_factor(step, config.warmup, config.train_steps, config.min_lr_ratio)
@@ -305,19 +334,24 @@ class Trainer:
         on_snapshot: Callable[[int, torch.Tensor], None] | None = None,
         on_checkpoint: Callable[[Trainer], None] | None = None,
         until: int | None = None,
+        on_stop: Callable[[Trainer], None] | None = None,
     ) -> TrainResult:
         """Train from the current step to `config.train_steps` (or to step `until`, to stop early
         as an interrupted run would) and return the result.
 
         `on_checkpoint(trainer)` is called every `config.checkpoint_every` steps and after the
-        last step (never after a skipped streak that stops the run).
+        last step (never after a skipped streak that stops the run). When `stop_signal` is set
+        (by a signal, `diffusion.training.preemption`), the step under way finishes,
+        `on_stop(trainer)` is called and `Stopped` is raised. With several processes only the
+        first shows progress and draws snapshots.
         """
         config = self.config
         every = config.checkpoint_every
         start = time.perf_counter()
+        main = self.world.is_main
         bar = tqdm(
-            total=config.train_steps, initial=self.step, desc="training", disable=not progress,
-            dynamic_ncols=True,
+            total=config.train_steps, initial=self.step, desc="training",
+            disable=not (progress and main), dynamic_ncols=True,
         )  # fmt: skip
         self.model.train()
         stop = config.train_steps if until is None else min(until, config.train_steps)
@@ -326,24 +360,37 @@ class Trainer:
                 self.train_step()
                 step, last = self.step, self.step == config.train_steps
                 checkpoint = on_checkpoint is not None and (last or (every and step % every == 0))
-                if step % SYNC_EVERY == 0 or last or checkpoint:
+                stopping = self._stopping()
+                if step % SYNC_EVERY == 0 or last or checkpoint or stopping:
                     self.check_finite()
                     window = self.losses[max(0, step - SYNC_EVERY) : step]
                     bar.set_postfix(loss=f"{window.nanmean().item():.4f}")
                     bar.update(step - bar.n)
-                if step % config.snapshot_every == 0 or last or step == 1:
+                if main and (step % config.snapshot_every == 0 or last or step == 1):
                     samples = self.snapshot()
                     self.snapshots.append((step, samples))
                     if on_snapshot is not None:
                         on_snapshot(step, samples)
-                if checkpoint:
+                if checkpoint or stopping:
                     self.seconds += time.perf_counter() - start
                     start = time.perf_counter()
-                    on_checkpoint(self)
+                    if checkpoint:
+                        on_checkpoint(self)
+                    if stopping and not last:
+                        if on_stop is not None and not checkpoint:
+                            on_stop(self)
+                        raise Stopped(self.step, self.stop_signal)
         finally:
             bar.close()
         self.seconds += time.perf_counter() - start
         return self.result()
+
+    def _stopping(self) -> bool:
+        """Whether to stop after this step: a signal here, or (with several processes) in any
+        process, so that all stop at the same step."""
+        if self.world.size == 1:
+            return self.stop_signal > 0
+        return bool(self._votes.item() > 0)
 
     def result(self) -> TrainResult:
         return TrainResult(

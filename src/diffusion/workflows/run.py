@@ -34,8 +34,11 @@ from diffusion.io.runs import save_model, write_run_config
 from diffusion.measure.metrics import MetricsReport, compare_to_data
 from diffusion.samplers import SamplerStep
 from diffusion.streams import stream
+from diffusion.training.build import resolve_device
 from diffusion.training.config import TrainConfig
+from diffusion.training.distributed import World, leave
 from diffusion.training.loop import NonFiniteLossError, Trainer, TrainResult
+from diffusion.training.preemption import stop_on_signals
 from diffusion.training.state import TrainingState
 from diffusion.training.trained import TrainedModel
 from diffusion.utils import atomic_write_text
@@ -206,31 +209,47 @@ def run_training(
     progress: bool = True,
     dataset: Dataset | None = None,
     resume: TrainingState | None = None,
-) -> dict:
+    backend: str = "auto",
+) -> dict | None:
     """Train with `config` (continuing from `resume` if given), then write every output into
     `run_dir`; return the metrics.
 
     The resolved config is written first; with `config.checkpoint_every` > 0 the training
     state is checkpointed into run_dir/checkpoints as it goes. `dataset` is `config.dataset`
-    already loaded, if the caller has it (else it is loaded).
+    already loaded, if the caller has it (else it is loaded). SIGTERM or SIGINT stops the
+    run after the step under way with a checkpoint (`Stopped`). Started by torchrun, the
+    processes train one model together (`backend`: `diffusion.training.distributed`) and only
+    the first writes files and returns the metrics; the others return None.
     """
     run_dir = Path(run_dir)
-    trainer = Trainer(config, dataset)
-    if resume is not None:
-        trainer.load_state(resume)
-    write_run_config(run_dir, config, trainer.dim, trainer.shape)
-
-    def checkpoint(t: Trainer) -> None:
-        save_checkpoint(run_dir, t.state())
-
+    world = World.from_env(resolve_device(config.device), backend)
     try:
-        result = trainer.run(
-            progress=progress, on_checkpoint=checkpoint if config.checkpoint_every else None
-        )
-    except NonFiniteLossError as exc:
-        last = latest_checkpoint(run_dir)
-        note = f"; the last good checkpoint is {last}" if last else "; no checkpoint was written"
-        raise NonFiniteLossError(exc.step, exc.streak, exc.skipped, note) from None
+        trainer = Trainer(config, dataset, world)
+        if resume is not None:
+            trainer.load_state(resume)
+        if world.is_main:
+            write_run_config(run_dir, config, trainer.dim, trainer.shape)
+
+        def checkpoint(t: Trainer) -> None:
+            if world.is_main:
+                save_checkpoint(run_dir, t.state())
+
+        try:
+            with stop_on_signals(trainer):
+                result = trainer.run(
+                    progress=progress, on_stop=checkpoint,
+                    on_checkpoint=checkpoint if config.checkpoint_every else None,
+                )  # fmt: skip
+        except NonFiniteLossError as exc:
+            last = latest_checkpoint(run_dir)
+            note = (
+                f"; the last good checkpoint is {last}" if last else "; no checkpoint was written"
+            )
+            raise NonFiniteLossError(exc.step, exc.streak, exc.skipped, note) from None
+    finally:
+        leave(world)
+    if not world.is_main:
+        return None
     device = trainer.device
     trained = TrainedModel.from_result(result)
     save_model(run_dir, trained)
