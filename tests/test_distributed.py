@@ -241,3 +241,17 @@ def test_sigterm_stops_every_process_at_one_step_and_resume_is_exact(tmp_path, u
                 "--nproc", "2"])  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert_same_state(final_state(run_dir), final_state(uninterrupted))
+
+
+def test_bf16_autocast_trains_to_the_fp32_losses_to_bfloat16_precision():
+    from diffusion.training.config import TrainConfig
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(dataset="swissroll", train_steps=30, width=32, depth=2,
+                             batch_size=128, precision=precision, snapshot_every=1000)  # fmt: skip
+        trainer = Trainer(config)
+        losses[precision] = trainer.run(progress=False).losses
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert not torch.equal(losses["fp32"], losses["bf16"])  # the forward ran in bfloat16
+    assert torch.allclose(losses["fp32"], losses["bf16"], rtol=2e-2)  # 8 bits of mantissa

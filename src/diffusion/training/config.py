@@ -241,6 +241,14 @@ class TrainConfig:
                         low=0, high=MAX_SEED)  # fmt: skip
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda[:N]",
                           "network and optimisation", metavar="DEVICE")  # fmt: skip
+    # bf16 autocast: the network's forward pass in bfloat16 where PyTorch deems it safe, the
+    # weights, gradients, optimizer and EMA in float32 (Micikevicius et al. 2018's mixed
+    # precision, without loss scaling: bfloat16 has float32's exponent range).
+    precision: str = setting(
+        "fp32", "arithmetic of the network in training: fp32, or bf16 (autocast; for GPUs "
+        "with bfloat16 units, also runs on CPUs)", "network and optimisation",
+        choices=("fp32", "bf16"),
+    )  # fmt: skip
     # Sampling during and after training.
     sampler: str | None = setting(
         None, "the sampler", "sampling, pictures and checkpoints", choices=tuple(SAMPLERS),

@@ -281,6 +281,14 @@ class Trainer:
         if worst >= MAX_NONFINITE_STREAK:
             raise NonFiniteLossError(self.step, worst, int(self._skipped.item()))
 
+    def _forward(self, *args, **kwargs) -> torch.Tensor:
+        """The network's forward pass in training: in bfloat16 autocast when asked
+        (`precision`), its output back in float32 for the loss."""
+        if self.config.precision != "bf16":
+            return self.network(*args, **kwargs)
+        with torch.autocast(self.device.type, torch.bfloat16):
+            return self.network(*args, **kwargs).float()
+
     def train_step(self) -> None:
         """One optimisation step (skipped on the device if the loss is not finite)."""
         config, step = self.config, self.step
@@ -296,7 +304,7 @@ class Trainer:
             label = groups.masked_fill(dropped < config.label_dropout, config.classes)
             conditioning.update(cond={"label": label}, groups=groups)
         loss = self.process.loss(
-            self.network, self.x_train[idx], generator=self.generator, **conditioning
+            self._forward, self.x_train[idx], generator=self.generator, **conditioning
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

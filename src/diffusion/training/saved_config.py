@@ -18,7 +18,7 @@ RESUMABLE_CHANGES = frozenset(
         "train_steps", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema_decay",
         "sampler", "sample_steps", "sample_grid", "snapshot_every", "eval_samples",
         "checkpoint_every",
-        "device", "allow_terminal_signal",
+        "device", "precision", "allow_terminal_signal",
     }
 )  # fmt: skip
 
