@@ -126,15 +126,13 @@ def launch(args: argparse.Namespace) -> int:
     if "RANK" in os.environ:
         raise UsageError("--nproc starts torchrun; under torchrun already, leave it out")
     from diffusion.training.config import TrainConfig
+    from diffusion.training.distributed import World
     from diffusion.training.saved_config import read_config_file
 
     if args.resume is None:  # a batch that does not split is refused before any process starts
         values = read_config_file(args.config) if args.config else {}
         values.update(config_overrides(args))
-        batch = TrainConfig.from_dict(values).batch_size
-        if batch % n:
-            raise UsageError(f"batch_size {batch} does not split over {n} processes; use a "
-                             f"multiple of {n}")  # fmt: skip
+        World(0, n).check_batch(TrainConfig.from_dict(values).batch_size)
     rest, skip = [], False
     for arg in args.argv:
         if skip:

@@ -170,7 +170,7 @@ def load_points(path: str | Path) -> torch.Tensor:
     Args:
         path: a .npy array of shape (n, d) or (n,), or a .csv with one point per line, numbers
             separated by commas, optionally one header line of names (skipped); a column
-            the header names "label" or "class" is not a coordinate (`load_csv_labels`);
+            the header names "label" or "class" is not a coordinate (`load_point_table`);
             blank lines and text after '#' are ignored.
 
     Returns:

@@ -67,30 +67,32 @@ class World:
         return device
 
     @classmethod
-    def check_env(cls, batch_size: int) -> None:
-        """ConfigError (one line) for a launch that cannot work: launcher variables missing,
-        or a batch that does not split over the processes; checked before anything is
-        written."""
-        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-            return
-        missing = [name for name in LAUNCH_VARIABLES if name not in os.environ]
-        if missing:
-            raise ConfigError(f"a launch of {os.environ['WORLD_SIZE']} processes without "
-                              f"{', '.join(missing)} in the environment; start it with torchrun")  # fmt: skip
-        cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])).check_batch(batch_size)
-
-    @classmethod
-    def from_env(cls, device: torch.device, backend: str = "auto") -> World:
-        """Join the process group torchrun set up, or a world of one process when the command
-        was not started by a launcher. ConfigError (one line) for a broken launch."""
+    def _launched(cls) -> World:
+        """The world the launcher's environment describes (one process when there is none);
+        ConfigError when a launch of several lacks any of `LAUNCH_VARIABLES`."""
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
             return cls()
         missing = [name for name in LAUNCH_VARIABLES if name not in os.environ]
         if missing:
             raise ConfigError(f"a launch of {os.environ['WORLD_SIZE']} processes without "
                               f"{', '.join(missing)} in the environment; start it with torchrun")  # fmt: skip
-        world = cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                    int(os.environ["LOCAL_RANK"]))  # fmt: skip
+        return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                   int(os.environ["LOCAL_RANK"]))  # fmt: skip
+
+    @classmethod
+    def check_env(cls, batch_size: int) -> None:
+        """ConfigError (one line) for a launch that cannot work: launcher variables missing,
+        or a batch that does not split over the processes; checked before anything is
+        written."""
+        cls._launched().check_batch(batch_size)
+
+    @classmethod
+    def from_env(cls, device: torch.device, backend: str = "auto") -> World:
+        """Join the process group torchrun set up, or a world of one process when the command
+        was not started by a launcher. ConfigError (one line) for a broken launch."""
+        world = cls._launched()
+        if world.size == 1:
+            return world
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if backend == "auto":
