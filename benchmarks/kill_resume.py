@@ -11,7 +11,10 @@
    the end, its final weights are compared with the reference and a new chain starts, until
    the requested number of kills has happened.
 3. After every kill, every file under a final name in the run directory is opened and
-   checked (JSON, TOML, safetensors with checksum, GIF and PNG frames, NPY).
+   checked (JSON, TOML, safetensors with checksum, GIF and PNG frames, NPY, and the training
+   log: steps 1, 2, ... each once).
+4. Each chain's training log (log.csv) must hold every step exactly once, with the same
+   loss, learning rate, gradient norm and skipped flag as the reference run's log.
 
 Prints one line per kill and a summary; `--json` writes the figures. Both runs use the same
 thread count, so on one machine the comparison is bit for bit.
@@ -37,6 +40,7 @@ from PIL import Image
 
 from diffusion.io.checkpoints import list_checkpoints
 from diffusion.io.tensorfile import CheckpointError, read_tensor_file
+from diffusion.io.trainlog import read_log
 
 FULL = [
     "--train-steps", "3000", "--width", "32", "--depth", "2", "--batch-size", "256",
@@ -94,6 +98,10 @@ def unreadable_files(run_dir: Path) -> list[str]:
                         image.load()
             elif path.suffix == ".npy":
                 np.load(path, allow_pickle=False)
+            elif path.suffix == ".csv":
+                steps = [row["step"] for row in read_log(path)]
+                if steps != list(range(1, len(steps) + 1)):
+                    problems.append(f"{path}: steps {steps[:3]}... not 1, 2, ... each once")
             else:
                 problems.append(f"{path}: unexpected file")
         except (CheckpointError, OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -124,6 +132,12 @@ def identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def log_record(run_dir: Path) -> list[tuple]:
+    """The training log without its wall times (which differ between runs), as text."""
+    return [tuple(repr(row[k]) for k in ("step", "loss", "lr", "grad_norm", "skipped"))
+            for row in read_log(run_dir / "log.csv")]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
@@ -144,9 +158,10 @@ def main() -> int:
         )  # fmt: skip
         reference_seconds = time.perf_counter() - start
         reference = final_tensors(root / "reference")
+        reference_log = log_record(root / "reference")
         print(f"reference run: {reference_seconds:.1f} s")
 
-        kills, chains, unreadable, log = 0, [], 0, []
+        kills, chains, logs, unreadable, log = 0, [], [], 0, []
         while kills < args.kills:
             run_dir = root / f"chain-{len(chains)}"
             while True:
@@ -182,13 +197,17 @@ def main() -> int:
                     break
             same = identical(final_tensors(run_dir), reference)
             chains.append(same)
+            logs.append(log_record(run_dir) == reference_log)
             print(f"chain {len(chains)} finished: weights, EMA, optimizer and RNG "
-                  f"{'bit-identical to' if same else 'DIFFERENT from'} the reference")  # fmt: skip
+                  f"{'bit-identical to' if same else 'DIFFERENT from'} the reference; "
+                  f"log.csv {'the same as' if logs[-1] else 'DIFFERENT from'} the reference's "
+                  f"({len(reference_log)} steps, each once)")  # fmt: skip
 
     summary = {
         "kills": kills,
         "chains": len(chains),
         "identical_chains": sum(chains),
+        "identical_logs": sum(logs),
         "unreadable_files": unreadable,
         "reference_seconds": round(reference_seconds, 1),
         "log": log,
@@ -197,7 +216,7 @@ def main() -> int:
           f"bit-identical, {unreadable} unreadable files")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    return 0 if all(chains) and unreadable == 0 else 1
+    return 0 if all(chains) and all(logs) and unreadable == 0 else 1
 
 
 if __name__ == "__main__":

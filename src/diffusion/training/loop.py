@@ -154,6 +154,11 @@ class Trainer:
         )
         self.step = 0
         self.losses = torch.full((config.train_steps,), math.nan, device=self.device)
+        # per step, for the training log (`on_log`): gradient norm, whether skipped, host time
+        self.grad_norms = torch.full((config.train_steps,), math.nan, device=self.device)
+        self._bad_steps = torch.zeros((config.train_steps,), device=self.device)
+        self._step_seconds: dict[int, float] = {}
+        self._logged = 0  # steps handed to on_log so far
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.seconds = 0.0
         self._skipped = torch.zeros((), device=self.device)  # non-finite steps, on the device
@@ -231,6 +236,7 @@ class Trainer:
         self.snapshots = [(s, x.clone()) for s, x in state.snapshots]
         self._skipped.fill_(state.skipped)
         self.seconds = state.seconds
+        self._logged = state.step
 
     def _load_optimizer(self, entries: list[dict[str, torch.Tensor]]) -> None:
         params = list(self.model.parameters())
@@ -330,6 +336,8 @@ class Trainer:
             torch._foreach_mul_(deltas, (1 - decay) * (1 - bad))
             torch._foreach_add_(ema_params, deltas)
         self.losses[step] = loss.detach()
+        self.grad_norms[step] = norm.detach()
+        self._bad_steps[step] = bad
         self._skipped += bad
         self._streak.add_(1).mul_(bad)
         torch.maximum(self._worst, self._streak, out=self._worst)
@@ -343,6 +351,7 @@ class Trainer:
         on_checkpoint: Callable[[Trainer], None] | None = None,
         until: int | None = None,
         on_stop: Callable[[Trainer], None] | None = None,
+        on_log: Callable[[list[dict]], None] | None = None,
     ) -> TrainResult:
         """Train from the current step to `config.train_steps` (or to step `until`, to stop early
         as an interrupted run would) and return the result.
@@ -352,6 +361,9 @@ class Trainer:
         (by a signal, `diffusion.training.preemption`), the step under way finishes,
         `on_stop(trainer)` is called and `Stopped` is raised. With several processes only the
         first shows progress and draws snapshots.
+
+        `on_log(rows)` gets one dict per step (the columns of `diffusion.io.trainlog`) each
+        time the host looks at the loss, and always before a checkpoint or a stop.
         """
         config = self.config
         every = config.checkpoint_every
@@ -367,6 +379,7 @@ class Trainer:
             while self.step < stop:
                 self.train_step()
                 step, last = self.step, self.step == config.train_steps
+                self._step_seconds[step] = self.seconds + time.perf_counter() - start
                 checkpoint = on_checkpoint is not None and (last or (every and step % every == 0))
                 stopping = self._stopping()
                 if step % SYNC_EVERY == 0 or last or checkpoint or stopping:
@@ -374,6 +387,8 @@ class Trainer:
                     window = self.losses[max(0, step - SYNC_EVERY) : step]
                     bar.set_postfix(loss=f"{window.nanmean().item():.4f}")
                     bar.update(step - bar.n)
+                    if on_log is not None:
+                        on_log(self.log_rows())
                 if main and (step % config.snapshot_every == 0 or last or step == 1):
                     samples = self.snapshot()
                     self.snapshots.append((step, samples))
@@ -392,6 +407,22 @@ class Trainer:
             bar.close()
         self.seconds += time.perf_counter() - start
         return self.result()
+
+    def log_rows(self) -> list[dict]:
+        """The training log's rows for the steps taken since the last call (one host sync)."""
+        config, first, last = self.config, self._logged, self.step
+        values = torch.stack(
+            [self.losses[first:last], self.grad_norms[first:last], self._bad_steps[first:last]]
+        ).tolist()
+        rows = []
+        for i, (loss, norm, bad) in enumerate(zip(*values, strict=True)):
+            step = first + i  # 0-based; the log counts steps from 1
+            factor = lr_factor(step, config.warmup, config.train_steps, config.min_lr_ratio)
+            rows.append({"step": step + 1, "loss": loss, "lr": config.lr * factor,
+                         "grad_norm": norm, "skipped": int(bad),
+                         "seconds": self._step_seconds.pop(step + 1, math.nan)})  # fmt: skip
+        self._logged = last
+        return rows
 
     def _stopping(self) -> bool:
         """Whether to stop after this step: a signal here, or (with several processes) in any
