@@ -36,6 +36,7 @@ HASHED_STREAMS = (
     "metrics.images",  # the real-image splits of the image metrics
     "nll.dequantise",  # the uniform noise `diffusion nll` adds to integer pixels
     "eval.labels",  # the classes a conditional run's evaluation samples
+    "metrics.classes",  # real-image splits of per-class Fréchet ratios (guidance benchmark)
 )
 #: slots per seed: seed * SLOTS + slot must stay distinct across seeds.
 SLOTS = 16
