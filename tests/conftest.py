@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -39,3 +42,29 @@ def classifier_cache(tmp_path_factory):
         os.environ.pop("DIFFUSION_CACHE", None)
     else:
         os.environ["DIFFUSION_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium without network (`tests/browser.py`). Without Chromium the tests
+    that need it are skipped, except in CI (CI=true), where .ci/run installs it: there they
+    fail."""
+    from browser import Browser, find_chromium
+
+    if find_chromium() is None:
+        message = "no Chromium on PATH (Debian: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with Browser() as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests keep what a person may want to look at (screenshots): test-artifacts/ at
+    the repository root, or $DIFFUSION_TEST_ARTIFACTS."""
+    root = Path(__file__).resolve().parents[1]
+    folder = Path(os.environ.get("DIFFUSION_TEST_ARTIFACTS", root / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -109,13 +109,13 @@ def test_no_parser_takes_abbreviations():
         (["train", "extra"], "unrecognized argument 'extra'"),
         # commands
         (["trian"], "unknown command 'trian' (did you mean 'train'?); "
-                    "commands: train, sample, evaluate, compare, nll, diagnose"),
+                    "commands: train, sample, evaluate, compare, nll, diagnose, report"),
         (["diagnos", "--run", "x"], "unknown command 'diagnos' (did you mean 'diagnose'?); "
-                                    "commands: train, sample, evaluate, compare, nll, diagnose"),
+                                    "commands: train, sample, evaluate, compare, nll, diagnose, report"),
         (["zzz"], "unknown command 'zzz'; "
-                  "commands: train, sample, evaluate, compare, nll, diagnose"),
+                  "commands: train, sample, evaluate, compare, nll, diagnose, report"),
         (["--quiet"], "no command given; "
-                      "commands: train, sample, evaluate, compare, nll, diagnose"),
+                      "commands: train, sample, evaluate, compare, nll, diagnose, report"),
     ],
 )  # fmt: skip
 def test_unknown_options_and_commands_name_the_closest(capsys, tmp_path, args, message):

@@ -1,6 +1,6 @@
 """The `diffusion` command: train, sample and evaluate models on toy and user data.
 
-One module per command (train, sample and evaluate, nll and diagnose, compare), the parser
+One module per command (train, sample and evaluate, nll and diagnose, compare, report), the parser
 in `parser`, and what they share in `common`.
 
 Bad input never shows a traceback: it prints one line naming the problem and exits 2 (an
@@ -17,6 +17,7 @@ from diffusion.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError
 from diffusion.cli.compare import cmd_compare
 from diffusion.cli.measure import cmd_diagnose, cmd_nll
 from diffusion.cli.parser import build_parser
+from diffusion.cli.report import cmd_report
 from diffusion.cli.sample import cmd_evaluate, cmd_sample
 from diffusion.cli.train import cmd_train
 
@@ -30,6 +31,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "nll": cmd_nll,
     "diagnose": cmd_diagnose,
+    "report": cmd_report,
 }
 
 

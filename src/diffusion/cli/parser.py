@@ -167,6 +167,19 @@ def build_parser() -> Parser:
     diagnose.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
     diagnose.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    report = commands.add_parser(
+        "report",
+        help="write report.html for a run, or put several runs side by side",
+        description="Write a static page (no server, no network) with a run's pictures, metrics "
+        "and their floors, timings, configuration and the command that reproduces it: "
+        "RUN/report.html for one run (training writes it too); for several runs, one page that "
+        "shows them side by side (--out FILE).",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    report.add_argument("--out", default=None,
+                        help="the page to write (default: RUN/report.html; required for "
+                        "several runs)")  # fmt: skip
+
     for name, subparser in commands.choices.items():
         subparser.synonyms = SYNONYMS.get(name, {})
     return parser

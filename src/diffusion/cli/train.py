@@ -30,7 +30,7 @@ def print_result(metrics: dict, run_dir: Path) -> None:
     if metrics.get("skipped_steps"):
         print(f"warning: {metrics['skipped_steps']} steps were skipped (non-finite loss)")
     print(format_metrics(metrics))
-    print(f"outputs written to {run_dir}")
+    print(f"outputs written to {run_dir}; open {run_dir / 'report.html'} in a browser")
 
 
 def check_run_folder(run_dir: Path) -> None:

@@ -8,7 +8,10 @@ Run directory layout::
                    x_t beside the network's estimate of the clean image)
     samples.png    data and samples side by side (images: two grids)
     loss.png       the training loss curve
-    metrics.json   distances to fresh data, their floors and ratios, timings (written last)
+    log.csv        one row per step (loss, learning rate, gradient norm, ...), written as the
+                   run trains (`diffusion.io.trainlog`)
+    metrics.json   distances to fresh data, their floors and ratios, timings
+    report.html    a page with all of the above, for a browser (written last)
     config.json    the resolved configuration, written before training starts
     config.toml    the same settings, for `diffusion train --config`
     model.safetensors   the EMA model, once training has finished
@@ -31,6 +34,7 @@ import torch
 from diffusion.data import Dataset
 from diffusion.io.checkpoints import latest_checkpoint, save_checkpoint
 from diffusion.io.runs import save_model, write_run_config
+from diffusion.io.trainlog import LOG_NAME, TrainingLog
 from diffusion.measure.metrics import MetricsReport, compare_to_data
 from diffusion.samplers import SamplerStep
 from diffusion.streams import stream
@@ -45,6 +49,7 @@ from diffusion.utils import atomic_write_text
 from diffusion.viz.gif import reverse_gif, training_gif
 from diffusion.viz.images import image_reverse_gif, image_training_gif, plot_image_samples
 from diffusion.viz.plots import compute_limits, plot_loss, plot_samples
+from diffusion.viz.report import write_report
 from diffusion.workflows.image_metrics import image_metrics
 
 REVERSE_POINTS = 2000  # particles in reverse.gif
@@ -199,6 +204,7 @@ def write_outputs(run_dir: Path, result: TrainResult, evaluation: EvalResult, re
         **evaluation.to_dict(),
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_report([run_dir])
     return metrics
 
 
@@ -227,8 +233,11 @@ def run_training(
         trainer = Trainer(config, dataset, world)
         if resume is not None:
             trainer.load_state(resume)
+        log = None
         if world.is_main:
             write_run_config(run_dir, config, trainer.dim, trainer.shape)
+            log = TrainingLog(run_dir / LOG_NAME)
+            log.start(trainer.step)
 
         def checkpoint(t: Trainer) -> None:
             if world.is_main:
@@ -239,6 +248,7 @@ def run_training(
                 result = trainer.run(
                     progress=progress, on_stop=checkpoint,
                     on_checkpoint=checkpoint if config.checkpoint_every else None,
+                    on_log=log.append if log is not None else None,
                 )  # fmt: skip
         except NonFiniteLossError as exc:
             last = latest_checkpoint(run_dir)
