@@ -255,3 +255,47 @@ def test_bf16_autocast_trains_to_the_fp32_losses_to_bfloat16_precision():
         assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert not torch.equal(losses["fp32"], losses["bf16"])  # the forward ran in bfloat16
     assert torch.allclose(losses["fp32"], losses["bf16"], rtol=2e-2)  # 8 bits of mantissa
+
+
+def test_a_one_process_run_resumed_on_two_gives_the_one_process_weights(tmp_path, monkeypatch):
+    # The random draws do not depend on the number of processes, so a run may change it on
+    # resume: only the round-off of averaging the partial gradients differs.
+    steps = ["--train-steps", "40", "--checkpoint-every", "40"]
+    assert main(["train", *FAST, *steps, "--out", str(tmp_path / "whole")]) == 0
+    stop_at(monkeypatch, 20)
+    assert main(["train", *FAST, *steps, "--out", str(tmp_path / "cut")]) == 143
+    monkeypatch.undo()
+    done = run([sys.executable, "-m", "diffusion", "train", "--resume", str(tmp_path / "cut"),
+                "--quiet", "--nproc", "2"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    whole, cut = final_state(tmp_path / "whole"), final_state(tmp_path / "cut")
+    assert whole.step == cut.step == 40 and torch.equal(whole.rng, cut.rng)
+    for key in whole.model:
+        assert torch.allclose(whole.model[key], cut.model[key], atol=TOLERANCE, rtol=0), key
+    assert torch.equal(whole.losses[:20], cut.losses[:20])  # before the change: the same run
+    assert torch.allclose(whole.losses, cut.losses, atol=TOLERANCE)
+
+
+def test_two_processes_sample_their_shares_from_their_own_streams(tiny_run, tmp_path):
+    import numpy as np
+
+    from diffusion.cli.sample import share_generator, share_of
+    from diffusion.io.runs import load_model
+
+    run_dir, n = tiny_run[0], 1001
+    command = [sys.executable, "-m", "diffusion", "sample", "--run", str(run_dir), "--n",
+               str(n), "--sample-steps", "5", "--nproc", "2"]  # fmt: skip
+    for name in ("a.npy", "b.npy"):
+        done = run([*command, "--out", str(tmp_path / name)])
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert "on 2 processes" in done.stdout
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.shape == (n, 2) and np.array_equal(a, b)  # one seed, one process count: the same
+    # rank r's rows are what its own stream draws, in order (gathered by rank 0)
+    torch.set_num_threads(1)
+    trained = load_model(run_dir)
+    for rank in (0, 1):
+        rows = share_of(n, rank, 2)
+        mine = trained.sample(len(rows), steps=5, generator=share_generator(0, rank, 2, "cpu"))
+        assert np.allclose(a[rows.start : rows.stop], mine.x.numpy(), atol=1e-6)
+    assert not np.allclose(a[:500], a[501:1001])  # two streams, not one twice

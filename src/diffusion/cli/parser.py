@@ -76,6 +76,11 @@ def build_parser() -> Parser:
     sample.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draw "
                         "and the sampler's noise (default: 0)")  # fmt: skip
     sample.add_argument("--out", required=True, help="output .npy file, an (n, d) float32 array")
+    sample.add_argument("--nproc", type=int, default=None, metavar="N",
+                        help="sample on N processes of this machine, each its share from its "
+                        "own random stream (starts torchrun; docs/distributed.md)")  # fmt: skip
+    sample.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto",
+                        help="how processes started by torchrun talk (default: auto)")  # fmt: skip
     guidance = sample.add_argument_group("classes and guidance (a run trained with labels)")
     guidance.add_argument("--class", dest="classes", default=None, metavar="C[,C...]|all",
                           help="sample these classes (numbers), in equal shares in the order "

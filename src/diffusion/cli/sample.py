@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from diffusion.cli.common import (
@@ -26,12 +27,16 @@ GRID_IMAGES = 64  # images shown in the PNG grid `diffusion sample` writes besid
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from diffusion.utils import atomic_write, default_device, make_generator
+    from diffusion.cli.train import check_nproc, torchrun_again
+    from diffusion.training.distributed import World, leave
+    from diffusion.utils import atomic_write, default_device
     from diffusion.viz.images import save_image_grid
 
     out = Path(args.out)
     if out.suffix != ".npy":
         raise UsageError(f"--out must name a .npy file, got {args.out!r}")
+    if args.nproc is not None:
+        check_nproc(args.nproc)
     check_writable(out, "--out", directory=False)
     trained = load_source(args)
     settings = sampling_settings(args, trained)
@@ -41,28 +46,40 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--n {args.n} needs {needed / 2**30:.1f} GiB for {args.out!r}, but "
                          f"only {free / 2**30:.1f} GiB are free there")  # fmt: skip
     labels, guidance = class_labels(args, trained)
-    device = default_device()
-    generator = make_generator(args.seed, device)
-    nfe = 0
+    if args.nproc is not None:
+        return torchrun_again(args.argv, args.nproc)
+    world = World.from_env(default_device(), args.backend)  # one process unless torchrun
+    try:
+        device = world.device(default_device())
+        nfe = 0
 
-    def write(tmp: Path) -> None:
-        # Samples go straight into a memory-mapped .npy, chunk by chunk: memory stays bounded
-        # for any n, and one generator runs through all chunks.
-        nonlocal nfe
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                          shape=(args.n, *trained.shape))  # fmt: skip
-        starts = range(0, args.n, SAMPLE_CHUNK)
-        for start in tqdm(starts, desc="sampling", unit="chunk", disable=len(starts) == 1):
-            size = min(SAMPLE_CHUNK, args.n - start)
+        def draw(start: int, size: int, generator):
             chunk = None if labels is None else labels[start : start + size]
             result = trained.sample(size, generator=generator, device=device, label=chunk,
                                     **guidance, **settings)  # fmt: skip
-            array[start : start + size] = result.x.cpu().numpy().reshape(size, *trained.shape)
-            nfe = result.nfe
-        array.flush()
-        del array
+            return result.x.to(torch.float32).contiguous(), result.nfe
 
-    atomic_write(out, write)
+        if not world.is_main:
+            send_share(args.n, world, args.seed, device, draw)
+            return 0
+
+        def write(tmp: Path) -> None:
+            # Samples go straight into a memory-mapped .npy, chunk by chunk: memory stays
+            # bounded for any n; the other processes' chunks arrive in order.
+            nonlocal nfe
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                              shape=(args.n, *trained.shape))  # fmt: skip
+            for start, x, chunk_nfe in gather_shares(args.n, world, args.seed, device, draw,
+                                                     trained.dim):  # fmt: skip
+                size, nfe = x.shape[0], chunk_nfe
+                array[start : start + size] = x.cpu().numpy().reshape(size, *trained.shape)
+            array.flush()
+            del array
+
+        atomic_write(out, write)
+    finally:
+        leave(world)
+    spread = f", on {world.size} processes" if world.size > 1 else ""
     if labels is not None:
         labels_path = out.with_suffix(".labels.npy")
         atomic_write(labels_path, lambda tmp: np.save(tmp, labels.numpy()))
@@ -73,11 +90,65 @@ def cmd_sample(args: argparse.Namespace) -> int:
         low, high = trained.value_range
         save_image_grid(np.asarray(first), picture, shape=trained.shape, value_range=(low, high))
         shape = " x ".join(map(str, trained.shape))
-        print(f"wrote {args.n} images of {shape} to {out} ({nfe} NFE per sample), in the data's "
-              f"units; the first {min(args.n, GRID_IMAGES)} as a grid in {picture}")  # fmt: skip
+        print(f"wrote {args.n} images of {shape} to {out} ({nfe} NFE per sample{spread}), in "
+              f"the data's units; the first {min(args.n, GRID_IMAGES)} as a grid in {picture}")  # fmt: skip
         return 0
-    print(f"wrote {args.n} samples of dimension {trained.dim} to {out} ({nfe} NFE per sample)")
+    print(f"wrote {args.n} samples of dimension {trained.dim} to {out} ({nfe} NFE per "
+          f"sample{spread})")  # fmt: skip
     return 0
+
+
+def share_of(n: int, rank: int, size: int) -> range:
+    """The rows of n samples that process `rank` of `size` draws: a contiguous share."""
+    return range(rank * n // size, (rank + 1) * n // size)
+
+
+def share_generator(seed: int, rank: int, size: int, device):
+    """The random stream of one process's share: the seed itself for a single process (so
+    one process samples as before), else a stream derived from (seed, rank, size)."""
+    from diffusion.utils import derive_seed, make_generator
+
+    if size == 1:
+        return make_generator(seed, device)
+    return make_generator(derive_seed(seed, "sample", rank, size), device)
+
+
+def _chunks(rows: range):
+    for start in range(rows.start, rows.stop, SAMPLE_CHUNK):
+        yield start, min(SAMPLE_CHUNK, rows.stop - start)
+
+
+def send_share(n: int, world, seed: int, device, draw) -> None:
+    """A process other than the first: draw its share chunk by chunk and send each to rank 0
+    (sends overlap with the next chunk's sampling)."""
+    import torch.distributed as dist
+
+    generator = share_generator(seed, world.rank, world.size, device)
+    pending = []
+    for start, size in _chunks(share_of(n, world.rank, world.size)):
+        x, _ = draw(start, size, generator)
+        pending.append((x, dist.isend(x, dst=0)))
+    for _, work in pending:
+        work.wait()
+
+
+def gather_shares(n: int, world, seed: int, device, draw, dim: int):
+    """The first process: (start, samples (size, dim), NFE) of every chunk, in row order; its
+    own share drawn here, the others' received from their processes."""
+    import torch.distributed as dist
+
+    own = share_of(n, 0, world.size)
+    generator = share_generator(seed, 0, world.size, device)
+    chunks = list(_chunks(own))
+    nfe = 0
+    for start, size in tqdm(chunks, desc="sampling", unit="chunk", disable=len(chunks) == 1):
+        x, nfe = draw(start, size, generator)
+        yield start, x, nfe
+    for rank in range(1, world.size):
+        for start, size in _chunks(share_of(n, rank, world.size)):
+            x = torch.empty((size, dim), dtype=torch.float32, device=device)
+            dist.recv(x, src=rank)
+            yield start, x, nfe
 
 
 def class_labels(args: argparse.Namespace, trained):

@@ -118,31 +118,43 @@ def train_and_report(config, run_dir: Path, args: argparse.Namespace, dataset, s
 def launch(args: argparse.Namespace) -> int:
     """`diffusion train --nproc N ...`: the same command on N processes of this machine, under
     torchrun (a free port on localhost for the rendezvous)."""
-    import subprocess
-
-    n = args.nproc
-    if n < 1:
-        raise UsageError(f"--nproc must be 1 or more, got {n}")
-    if "RANK" in os.environ:
-        raise UsageError("--nproc starts torchrun; under torchrun already, leave it out")
     from diffusion.training.config import TrainConfig
     from diffusion.training.distributed import World
     from diffusion.training.saved_config import read_config_file
 
+    check_nproc(args.nproc)
     if args.resume is None:  # a batch that does not split is refused before any process starts
         values = read_config_file(args.config) if args.config else {}
         values.update(config_overrides(args))
-        World(0, n).check_batch(TrainConfig.from_dict(values).batch_size)
+        World(0, args.nproc).check_batch(TrainConfig.from_dict(values).batch_size)
+    return torchrun_again(args.argv, args.nproc)
+
+
+def check_nproc(n: int) -> None:
+    """UsageError for an --nproc that cannot start: below 1, or under torchrun already."""
+    if n < 1:
+        raise UsageError(f"--nproc must be 1 or more, got {n}")
+    if "RANK" in os.environ:
+        raise UsageError("--nproc starts torchrun; under torchrun already, leave it out")
+
+
+def torchrun_again(argv: list[str], n: int) -> int:
+    """Run the command of `argv` (without --nproc) on n local processes under torchrun, and
+    return its exit code."""
+    import subprocess
+
     rest, skip = [], False
-    for arg in args.argv:
+    for arg in argv:
         if skip:
             skip = False
         elif arg == "--nproc":
             skip = True
         elif not arg.startswith("--nproc="):
             rest.append(arg)
+    # "--": torchrun's own parser would take an option of the command that abbreviates one
+    # of its own (--run for --run-path) as its own
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={n}", "-m", "diffusion", *rest]  # fmt: skip
+               f"--nproc-per-node={n}", "-m", "diffusion", "--", *rest]  # fmt: skip
     return subprocess.call(command)
 
 
