@@ -277,6 +277,10 @@ def path_value(command: str, dest: str, valid: bool):
         "unet_attention": (["4", "8,4", "1"], ["x", "", "0,4", "4;8"]),
         "classes": (["0", "1", "all", "0,1"], ["x", "", "-1", "1,,2", "99", "0;1"]),
         "guidance_interval": (["0.1,5", "0,1"], ["x", "", "5,1", "1", "a,b", "nan,1"]),
+        # --nproc starts torchrun (seconds per example): only the values refused at once
+        "nproc": (["0"], ["0", "-1", "x", ""]),
+        # no diffusers model in the zoo: folders that are not one
+        "diffusers": (["@zoo/notarun", "@zoo/run"], BAD_RUNS),
     }
     if dest == "out" and command == "sample":
         good = ["@ex/samples.npy", "@ex/a/b/samples.npy"]

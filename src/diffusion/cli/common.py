@@ -192,6 +192,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dataset", help="with --oracle: a .json mixture or gaussians")
     group.add_argument("--process", choices=sorted(PROCESSES),
                        help="with --oracle (default: ddpm)")  # fmt: skip
+    group.add_argument("--diffusers", metavar="DIR", default=None,
+                       help="a model saved by diffusers' save_pretrained (a pipeline folder, "
+                       "or a UNet2DModel folder with scheduler_config.json), from the local "
+                       "disk; safetensors weights only")  # fmt: skip
+    group.add_argument("--allow-pickle", action="store_true",
+                       help="with --diffusers: accept pickled .bin weights (loading a pickle "
+                       "runs any code it holds; only for files you trust)")  # fmt: skip
 
 
 def format_metrics(metrics: dict) -> str:
@@ -321,8 +328,22 @@ def load_source(args: argparse.Namespace):
     from diffusion.workflows.exact import exact_model
 
     named = args.dataset is not None or args.process is not None
+    if getattr(args, "diffusers", None) is not None:
+        if args.run is not None or args.oracle or named:
+            raise UsageError("--diffusers names the model: leave out --run, --oracle, "
+                             "--dataset and --process")  # fmt: skip
+        if getattr(args, "command", "sample") != "sample":
+            raise UsageError(f"--diffusers works with diffusion sample; {args.command} cannot "
+                             "use a diffusers model yet")  # fmt: skip
+        from diffusion.io.diffusers_in import load_diffusers
+
+        return load_diffusers(args.diffusers, allow_pickle=args.allow_pickle)
+    if getattr(args, "allow_pickle", False):
+        raise UsageError("--allow-pickle goes with --diffusers")
     if args.run is None and not args.oracle:
-        raise UsageError("give --run DIR (a trained run) or --oracle --dataset D (exact)")
+        raise UsageError(
+            "give --run DIR (a trained run), --oracle --dataset D (exact) or --diffusers DIR"
+        )
     if named and not args.oracle:
         raise UsageError("--dataset and --process go with --oracle")
     if named and args.run is not None:

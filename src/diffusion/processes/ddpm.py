@@ -84,6 +84,21 @@ class DDPM(GaussianProcess):
                 "(there is no signal left); predict v or x0 instead (Lin et al. 2024, Sec. 3.2)"
             )
 
+    @classmethod
+    def from_betas(cls, betas: torch.Tensor, prediction: str | None = None) -> DDPM:
+        """A DDPM with the given betas (T,) instead of a named schedule (a model trained
+        elsewhere, e.g. `diffusion.io.diffusers_in`). Any terminal signal is accepted: the
+        model was trained with it."""
+        betas = torch.as_tensor(betas, dtype=torch.float64).reshape(-1)
+        if not bool(((betas > 0) & (betas <= 1)).all()):
+            raise ValueError("betas must lie in (0, 1]")
+        process = cls(len(betas), "linear", prediction=prediction, allow_terminal_signal=True)
+        process.schedule = "custom"
+        process.betas = betas
+        ones = torch.ones(1, dtype=torch.float64)
+        process.alpha_bar = torch.cat([ones, torch.cumprod(1 - betas, dim=0)])
+        return process
+
     # -- the discrete view ---------------------------------------------------------------
     def step_to_time(self, k: torch.Tensor | int) -> torch.Tensor:
         """Continuous time t = k / T of step index k (0 is data, T is the last step)."""

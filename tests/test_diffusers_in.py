@@ -1,0 +1,138 @@
+"""A model saved by diffusers, opened with `load_diffusers` and sampled by our samplers: our
+DDIM (eta = 0) over the pipeline's own timesteps, from the same noise, gives diffusers'
+DDIMPipeline output; DPM-Solver++ and Heun run on it; configs we cannot map are refused by
+field. Everything is made here (a tiny random UNet2DModel): nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from diffusion.cli import main  # noqa: E402
+from diffusion.errors import CheckpointError  # noqa: E402
+from diffusion.io.diffusers_in import diffusers_betas, load_diffusers  # noqa: E402
+from diffusion.samplers import ddim  # noqa: E402
+
+T = 1000
+
+
+def tiny_unet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return diffusers.UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+        block_out_channels=(8, 16), norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("diffusers") / "ddim"
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=T, beta_schedule="linear",
+                                        clip_sample=False, prediction_type="epsilon")  # fmt: skip
+    diffusers.DDIMPipeline(unet=tiny_unet(), scheduler=scheduler).save_pretrained(folder)
+    return folder
+
+
+def test_our_ddim_reproduces_the_ddim_pipeline(pipeline_dir):
+    pipe = diffusers.DDIMPipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(batch_size=4, generator=torch.Generator().manual_seed(3), eta=0.0,
+                  num_inference_steps=10, output_type="np").images  # (4, 8, 8, 1) in [0, 1]  # fmt: skip
+    trained = load_diffusers(pipeline_dir)
+    # the pipeline's timesteps k are our times (k + 1) / T; after the last one, t = 0
+    pipe.scheduler.set_timesteps(10)
+    times = torch.cat([(pipe.scheduler.timesteps.double() + 1) / T, torch.zeros(1)])
+    noise = torch.randn((4, 1, 8, 8), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        x = ddim(trained.process.denoiser(trained.model), noise.reshape(4, -1), times)
+    ours = trained.to_data(x).clamp(0, 1).reshape(4, 1, 8, 8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(ours - theirs).max() < 1e-5
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("dpm-solver++", 10), ("heun", 8)])
+def test_our_samplers_run_on_it(pipeline_dir, sampler, steps):
+    trained = load_diffusers(pipeline_dir)
+    result = trained.sample(
+        3, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0)
+    )
+    assert result.x.shape == (3, 64) and torch.isfinite(result.x).all()
+    assert result.nfe == (steps if sampler == "dpm-solver++" else 2 * steps - 1)
+    assert float(result.x.min()) >= 0 and float(result.x.max()) <= 1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "extra"),
+    [("linear", {}), ("scaled_linear", {"beta_start": 0.00085, "beta_end": 0.012}),
+     ("squaredcos_cap_v2", {}), ("linear", {"rescale_betas_zero_snr": True})],
+)  # fmt: skip
+def test_betas_match_diffusers_own(schedule, extra):
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule=schedule, **extra)
+    config = {**dict(scheduler.config), "_class_name": "DDPMScheduler"}
+    ours = diffusers_betas(config)
+    assert torch.allclose(ours.float(), scheduler.betas, atol=1e-6, rtol=1e-5)
+
+
+def test_sample_command_opens_a_diffusers_folder(pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "x.npy"
+    argv = ["sample", "--diffusers", str(pipeline_dir), "--n", "5", "--sample-steps", "4",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    x = np.load(out)
+    assert x.shape == (5, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    assert "wrote 5 images of 1 x 8 x 8" in capsys.readouterr().out
+
+
+def edited(folder, tmp_path, part: str, **changes):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    path = copy / part
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("part", "changes", "message"),
+    [
+        ("scheduler/scheduler_config.json", {"prediction_type": "flow"}, "prediction_type 'flow'"),
+        ("scheduler/scheduler_config.json", {"beta_schedule": "exp"}, "beta_schedule 'exp'"),
+        ("scheduler/scheduler_config.json", {"_class_name": "FlowMatchEulerDiscreteScheduler"},
+         "_class_name 'FlowMatchEulerDiscreteScheduler'"),
+        ("unet/config.json", {"_class_name": "UNet2DConditionModel"}, "only UNet2DModel"),
+    ],
+)  # fmt: skip
+def test_configs_we_cannot_map_are_refused_by_field(pipeline_dir, tmp_path, capsys, part,
+                                                     changes, message):  # fmt: skip
+    folder = edited(pipeline_dir, tmp_path, part, **changes)
+    with pytest.raises(CheckpointError, match=message):
+        load_diffusers(folder)
+    out = tmp_path / "x.npy"
+    assert main(["sample", "--diffusers", str(folder), "--n", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not out.exists()
+
+
+def test_pickled_weights_are_refused_unless_allowed(pipeline_dir, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(pipeline_dir, folder)
+    unet = diffusers.UNet2DModel.from_pretrained(folder / "unet")
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    unet.save_pretrained(folder / "unet", safe_serialization=False)
+    assert (folder / "unet" / "diffusion_pytorch_model.bin").is_file()
+    with pytest.raises(CheckpointError, match="only pickled weights"):
+        load_diffusers(folder)
+    assert load_diffusers(folder, allow_pickle=True).shape == (1, 8, 8)
+    assert main(["sample", "--diffusers", str(tmp_path / "none"), "--n", "2",
+                 "--out", str(tmp_path / "x.npy")]) == 2  # fmt: skip
+    assert "no such folder" in capsys.readouterr().err
