@@ -139,7 +139,7 @@ def test_the_python_api_trains_on_an_in_memory_image_array():
     ("args", "message"),
     [(["--dataset", "swissroll", "--model", "unet"], "needs images"),
      (["--dataset", "digits", "--unet-mults", "1,2,2,2,2"], "divisible by 16"),
-     (["--dataset", "swissroll", "--unet-channels", "8"], "applies to model unet only"),
+     (["--dataset", "swissroll", "--unet-channels", "8"], "applies to model unet and diffusers-unet only"),
      (["--dataset", "digits", "--width", "64"], "applies to model mlp only"),
      (["--dataset", "digits", "--unet-mults", "1,x"], "comma-separated integers")],
 )  # fmt: skip

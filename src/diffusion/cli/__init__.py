@@ -1,6 +1,6 @@
 """The `diffusion` command: train, sample and evaluate models on toy and user data.
 
-One module per command (train, sample and evaluate, nll and diagnose, compare, report), the parser
+One module per command (train, sample and evaluate, nll and diagnose, compare, report, export), the parser
 in `parser`, and what they share in `common`.
 
 Bad input never shows a traceback: it prints one line naming the problem and exits 2 (an
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from diffusion.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError
 from diffusion.cli.compare import cmd_compare
+from diffusion.cli.export import cmd_export
 from diffusion.cli.measure import cmd_diagnose, cmd_nll
 from diffusion.cli.parser import build_parser
 from diffusion.cli.report import cmd_report
@@ -32,6 +33,7 @@ COMMANDS = {
     "nll": cmd_nll,
     "diagnose": cmd_diagnose,
     "report": cmd_report,
+    "export": cmd_export,
 }
 
 

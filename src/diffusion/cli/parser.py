@@ -185,6 +185,17 @@ def build_parser() -> Parser:
                         help="the page to write (default: RUN/report.html; required for "
                         "several runs)")  # fmt: skip
 
+    export = commands.add_parser(
+        "export",
+        help="write a run as a diffusers pipeline",
+        description="Write a run as a folder that Hugging Face diffusers loads without this "
+        "package: DDPMPipeline.from_pretrained(OUT). Only runs trained with --model "
+        "diffusers-unet --process ddpm (unconditional) can be exported (docs/diffusers.md).",
+    )
+    export.add_argument("--run", required=True, help="run directory written by `diffusion train`")
+    export.add_argument("--to", required=True, choices=("diffusers",), help="the format")
+    export.add_argument("out", metavar="OUT", help="the folder to write (must not exist)")
+
     for name, subparser in commands.choices.items():
         subparser.synonyms = SYNONYMS.get(name, {})
     return parser

@@ -35,6 +35,7 @@ import torch
 
 from diffusion.data.normalize import Normalizer
 from diffusion.errors import CheckpointError
+from diffusion.models.diffusers_unet import DiffusersUNet, import_unet2d
 from diffusion.processes import DDPM
 from diffusion.training.config import TrainConfig
 from diffusion.training.trained import TrainedModel
@@ -114,24 +115,6 @@ def diffusers_betas(config: dict) -> torch.Tensor:
     return betas
 
 
-class DiffusersUNet(torch.nn.Module):
-    """A diffusers ``UNet2DModel`` behind our network interface: ``model(x, t)`` with x of
-    shape (B, C*H*W) or (B, C, H, W) in [-1, 1] and our time t in [0, 1]."""
-
-    def __init__(self, unet: torch.nn.Module, shape: tuple[int, int, int], steps: int) -> None:
-        super().__init__()
-        self.unet, self.shape, self.steps = unet, shape, steps
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor | None = None):
-        if label is not None:
-            raise ValueError("this diffusers model is unconditional: it cannot sample a class")
-        h = x.reshape(x.shape[0], *self.shape)
-        t = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
-        timestep = t.to(torch.float32) * self.steps - 1  # our step k + 1 is their timestep k
-        out = self.unet(h, timestep).sample
-        return out.reshape(x.shape)
-
-
 def load_diffusers(folder: str | Path, *, allow_pickle: bool = False) -> TrainedModel:
     """A diffusers U-Net and scheduler saved in `folder`, as a `TrainedModel` (see the module
     docstring). CheckpointError, in one line, for anything that cannot be mapped."""
@@ -157,11 +140,10 @@ def load_diffusers(folder: str | Path, *, allow_pickle: bool = False) -> Trained
                                   "pickle runs any code it holds: convert it to safetensors, or "
                                   "pass --allow-pickle if you trust its source")  # fmt: skip
     try:
-        from diffusers import UNet2DModel
-    except ImportError:
-        raise CheckpointError("opening a diffusers model needs the diffusers package: "
-                              "pip install 'diffusion-toolkit[diffusers]'") from None  # fmt: skip
-    unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=has_safetensors,
+        unet_class = import_unet2d()
+    except ImportError as exc:
+        raise CheckpointError(f"opening a diffusers model: {exc}") from None
+    unet = unet_class.from_pretrained(unet_dir, use_safetensors=has_safetensors,
                                        local_files_only=True)  # fmt: skip
     size = unet.config.sample_size
     size = (size, size) if isinstance(size, int) else tuple(size)

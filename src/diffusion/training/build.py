@@ -80,6 +80,19 @@ def build_model(
     RNG. ValueError when the config's model cannot take that shape."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     seed = stream_seed(config.seed, "model") if seed is None else seed
+    if config.model == "diffusers-unet":
+        from diffusion.models.diffusers_unet import build_diffusers_unet
+
+        side = shape[1] if len(shape) == 3 else 0
+        try:
+            return build_diffusers_unet(
+                shape, steps=config.diffusion_steps, channels=config.unet_channels,
+                mults=unet_mults(config, side), blocks=config.unet_blocks,
+                attention=unet_attention(config, side), dropout=config.dropout,
+                classes=config.classes or 0, seed=seed,
+            )  # fmt: skip
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
     if config.model == "unet":
         side = shape[1] if len(shape) == 3 else 0
         return UNet(

@@ -60,7 +60,7 @@ DATA_DEFAULTS: dict[str, dict[str, Any]] = {
                "snapshot_samples": 64, "eval_samples": 2000},
 }  # fmt: skip
 #: the networks `model` names.
-MODELS = ("mlp", "unet")
+MODELS = ("mlp", "unet", "diffusers-unet")
 
 
 def _by_data(name: str) -> str:
@@ -178,8 +178,10 @@ class TrainConfig:
     )  # fmt: skip
     # The network: a residual MLP for points, a U-Net for images (diffusion.models).
     model: str | None = setting(
-        None, "the network", "network and optimisation", choices=MODELS, unset=_by_data("model")
-    )
+        None, "the network: mlp, unet, or diffusers-unet (diffusers' UNet2DModel, with the "
+        "ddpm process; `diffusion export` writes it as a diffusers pipeline)",
+        "network and optimisation", choices=MODELS, unset=_by_data("model"),
+    )  # fmt: skip
     width: int = setting(  # 96 reached a median SW ratio of 1.05 where 64 reached 1.09
         96, "hidden width of the network", "network and optimisation", low=1, high=2**16
     )
@@ -341,14 +343,17 @@ class TrainConfig:
             if value is not None and int_list(value) is None:
                 raise ConfigError(f"{name} must be comma-separated integers from 1 to 64, "
                                   f"e.g. 1,2,2; got {_short(value)}")  # fmt: skip
-        belongs = {"mlp": ("width", "depth"),
-                   "unet": ("unet_channels", "unet_mults", "unet_blocks", "unet_attention",
-                            "dropout")}  # fmt: skip
-        for model, names in belongs.items():
+        belongs = {("mlp",): ("width", "depth"),
+                   ("unet", "diffusers-unet"): ("unet_channels", "unet_mults", "unet_blocks",
+                                                "unet_attention", "dropout")}  # fmt: skip
+        for models, names in belongs.items():
             for name in names:
-                if self.model != model and getattr(self, name) != DEFAULTS[name]:
-                    raise ConfigError(f"{name} applies to model {model} only; this run's "
-                                      f"model is {self.model}")  # fmt: skip
+                if self.model not in models and getattr(self, name) != DEFAULTS[name]:
+                    raise ConfigError(f"{name} applies to model {' and '.join(models)} only; "
+                                      f"this run's model is {self.model}")  # fmt: skip
+        if self.model == "diffusers-unet" and self.process != "ddpm":
+            raise ConfigError(f"model diffusers-unet trains with process ddpm only (the process "
+                              f"of diffusers' DDPM pipelines), not {self.process}")  # fmt: skip
 
     def _check_process_settings(self) -> None:
         """Refuse a setting the process does not take, naming the processes that do."""
