@@ -156,7 +156,7 @@ exact = exact_model(dataset.mixture, config, result.normalizer, process=result.p
 # | `euler-maruyama` | the reverse SDE (Anderson 1982; Eq. 6 of Song et al. 2021) | $K$ |
 # | `pc` | Euler-Maruyama predictor + one Langevin corrector step (Alg. 1 of Song et al. 2021) | $2K - 1$ |
 # | `euler` | Euler on the probability-flow ODE (Eq. 13 of Song et al. 2021) | $K$ |
-# | `heun` | Heun's second-order method (Alg. 2 of Karras et al. 2022) | $2K - 1$ |
+# | `heun` | Heun's second-order method (Alg. 1 of Karras et al. 2022, deterministic) | $2K - 1$ |
 # | `rk45` | adaptive Dormand-Prince; the tolerance sets the cost | adaptive |
 # | `dpm-solver++` | DPM-Solver++(2M), second order in log-SNR (Alg. 2 of Lu et al. 2022) | $K$ |
 # | `langevin` | annealed Langevin dynamics (Alg. 1 of Song & Ermon 2019) | $K n + 1$ |

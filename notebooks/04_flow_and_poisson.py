@@ -104,7 +104,7 @@ plt.show()
 # E(\tilde x) \propto \sum_i \frac{\tilde x - \tilde y_i}{\|\tilde x - \tilde y_i\|^{N + D}}
 # $$
 #
-# (the gradient of the Green's function of Poisson's equation in $N + D$ dimensions: PFGM,
+# (minus the gradient of the Green's function of Poisson's equation in $N + D$ dimensions: PFGM,
 # Xu et al. 2022, uses $D = 1$; PFGM++ any $D$). Follow
 # the field lines away from the charges: far away every line points radially outward, and
 # the lines arrive spread evenly over a large hemisphere, whatever the data. Reversing them
@@ -201,7 +201,7 @@ except ValueError as error:
 # ## The reverse processes
 #
 # `reverse_trajectory` samples 2,000 particles with each model's default sampler (Heun,
-# Algorithm 2 of Karras et al. 2022) and keeps their states along the way. Flow matching
+# Algorithm 1 of Karras et al. 2022, the deterministic one) and keeps their states along the way. Flow matching
 # starts from $\mathcal N(0, I)$ at $t = 1$; Poisson flow starts at EDM's largest noise
 # level, $\sigma = 80$, with heavy-tailed noise, so its particles come in from far outside
 # the picture. `reverse_gif` animates them over the data (grey), at the data's axis limits.
