@@ -66,6 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from diffusion.training.distributed import World
 
     World.check_env(config.batch_size)
+    check_log(config)
     run_dir = Path(args.out) if args.out else new_run_dir()
     check_writable(run_dir, "--out", directory=True)
     if (run_dir / "config.json").exists():
@@ -78,6 +79,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{network} -> {run_dir}")  # fmt: skip
     with run_lock(run_dir) if is_first_process() else nullcontext():
         return train_and_report(config, run_dir, args, dataset)
+
+
+def check_log(config) -> None:
+    """ConfigError before anything is written when --log tensorboard cannot be written."""
+    if config.log == "tensorboard":
+        from diffusion.io.tensorboard_log import check_tensorboard
+
+        check_tensorboard()
 
 
 def is_first_process() -> bool:
@@ -204,6 +213,7 @@ def resume_training(args: argparse.Namespace) -> int:
     from diffusion.training.distributed import World
 
     World.check_env(config.batch_size)
+    check_log(config)
     dataset = get_dataset(config.dataset)
     if dataset.dim != dim:
         raise UsageError(f"cannot resume: {config.dataset} now has dimension {dataset.dim}, "

@@ -17,7 +17,7 @@ RESUMABLE_CHANGES = frozenset(
     {
         "train_steps", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema_decay",
         "sampler", "sample_steps", "sample_grid", "snapshot_every", "eval_samples",
-        "checkpoint_every",
+        "checkpoint_every", "log",
         "device", "precision", "allow_terminal_signal",
     }
 )  # fmt: skip

@@ -34,6 +34,7 @@ import torch
 from diffusion.data import Dataset
 from diffusion.io.checkpoints import latest_checkpoint, save_checkpoint
 from diffusion.io.runs import save_model, write_run_config
+from diffusion.io.tensorboard_log import TensorBoardLog, check_tensorboard
 from diffusion.io.trainlog import LOG_NAME, TrainingLog
 from diffusion.measure.metrics import MetricsReport, compare_to_data
 from diffusion.samplers import SamplerStep
@@ -233,11 +234,23 @@ def run_training(
         trainer = Trainer(config, dataset, world)
         if resume is not None:
             trainer.load_state(resume)
-        log = None
+        log = board = None
         if world.is_main:
+            if config.log == "tensorboard":
+                check_tensorboard()  # before any file is written
             write_run_config(run_dir, config, trainer.dim, trainer.shape)
             log = TrainingLog(run_dir / LOG_NAME)
             log.start(trainer.step)
+            if config.log == "tensorboard":
+                dataset = trainer.dataset
+                board = TensorBoardLog(run_dir, trainer.step, shape=trainer.shape,
+                                       value_range=dataset.value_range if dataset.is_image
+                                       else None)  # fmt: skip
+
+        def on_log(rows: list[dict]) -> None:
+            log.append(rows)
+            if board is not None:
+                board.append(rows)
 
         def checkpoint(t: Trainer) -> None:
             if world.is_main:
@@ -248,7 +261,8 @@ def run_training(
                 result = trainer.run(
                     progress=progress, on_stop=checkpoint,
                     on_checkpoint=checkpoint if config.checkpoint_every else None,
-                    on_log=log.append if log is not None else None,
+                    on_log=on_log if log is not None else None,
+                    on_snapshot=board.snapshot if board is not None else None,
                 )  # fmt: skip
         except NonFiniteLossError as exc:
             last = latest_checkpoint(run_dir)
@@ -269,4 +283,8 @@ def run_training(
     )  # fmt: skip
     frames = reverse_images if trained.is_image else reverse_trajectory
     reverse = frames(trained, seed=config.seed, device=device)
-    return write_outputs(run_dir, result, evaluation, reverse)
+    metrics = write_outputs(run_dir, result, evaluation, reverse)
+    if board is not None:
+        board.metrics(metrics, config.train_steps)
+        board.close()
+    return metrics
