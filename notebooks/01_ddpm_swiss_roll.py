@@ -38,7 +38,6 @@ import itertools
 import math
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -55,7 +54,6 @@ from diffusion.training.loop import lr_factor
 from diffusion.viz.gif import training_gif
 from diffusion.viz.plots import compute_limits, ema_smooth, samples_figure
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0  # every random draw below comes from a generator seeded from this
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-01-"))  # files written here, nowhere else
 print("outputs in", OUT)

@@ -31,7 +31,6 @@
 import json
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -47,7 +46,6 @@ from diffusion.training.loop import train
 from diffusion.training.trained import TrainedModel
 from diffusion.workflows.exact import exact_model
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-02-"))
 print("outputs in", OUT)

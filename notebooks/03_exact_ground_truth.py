@@ -33,7 +33,6 @@ import json
 import math
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -51,7 +50,6 @@ from diffusion.training.loop import train
 from diffusion.training.trained import TrainedModel
 from diffusion.workflows.exact import exact_model
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-03-"))
 print("outputs in", OUT)

@@ -30,7 +30,6 @@
 import base64
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,7 +45,6 @@ from diffusion.viz.gif import reverse_gif
 from diffusion.viz.plots import compute_limits
 from diffusion.workflows.run import evaluate, reverse_trajectory
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 SEED = 0
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-04-"))
 print("outputs in", OUT)

@@ -39,7 +39,6 @@
 # %%
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -51,7 +50,6 @@ from diffusion.measure.oracle import Oracle
 from diffusion.training.config import TrainConfig
 from diffusion.workflows.exact import exact_model
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-05-"))
 N = 4000
 

@@ -37,3 +37,14 @@ def test_math_is_typeset_offline(page, browser, artifacts):
     missing = [e for e in tab.errors if "ERR_FILE_NOT_FOUND" in e or "Math Processing" in e]
     assert not missing
     tab.screenshot(artifacts / f"site-{Path(page).stem}.png")
+
+
+def test_no_rendered_notebook_shows_a_warning_or_a_traceback():
+    pages = sorted((SITE / "notebooks").glob("*.html"))
+    if not pages:
+        pytest.fail(f"no notebook pages under {SITE}: build the site first (mkdocs build)")
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert "application/vnd.jupyter.stderr" not in html, f"{page.name} shows stderr output"
+        for word in ("Traceback (most recent call last)", "Warning:"):
+            assert word not in html, f"{page.name} shows {word!r}"

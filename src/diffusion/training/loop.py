@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets it warns on import
 
 from diffusion.data import Dataset, get_dataset
 from diffusion.data.normalize import Normalizer

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets it warns on import
 
 from diffusion.data import get_dataset
 from diffusion.measure import diagnostics as dg
