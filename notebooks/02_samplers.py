@@ -118,8 +118,8 @@ except ValueError as error:
 # %% [markdown]
 # ## One trained model
 #
-# We train the variance-preserving SDE (`vp`, Eq. 33 of Song et al. 2021) because it
-# supports all nine samplers. `train` runs the library's training loop (the one
+# We train the variance-preserving SDE (`vp`, Eq. 11 of Song et al. 2021; its marginal
+# is their Eq. 33) because it supports all nine samplers. `train` runs the library's training loop (the one
 # [notebook 1](01_ddpm_swiss_roll.py) writes out by hand) and returns the EMA network and
 # the data normaliser; `TrainedModel` bundles them with the process to sample in data
 # coordinates. 1,000 training steps (the default is 2,000) keep the notebook short, and
