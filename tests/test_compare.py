@@ -65,3 +65,36 @@ def test_bad_compare_input_exits_2_with_one_line(extra, message, runs, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "o" / "compare.png").exists()
+
+
+def test_compare_sweeps_the_guidance_scale_of_a_conditional_run(tmp_path, capsys):
+    run_dir, out = tmp_path / "run", tmp_path / "sweep"
+    assert main(["train", "--dataset", "eight_gaussians", "--train-steps", "400", "--width", "32",
+                 "--depth", "1", "--eval-samples", "500", "--snapshot-samples", "50",
+                 "--sample-steps", "10", "--quiet", "--out", str(run_dir)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["compare", "--run", str(run_dir), "--guidance", "0", "1", "3", "--n", "1000",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    rows = json.loads((out / "compare.json").read_text())
+    assert [row["guidance"] for row in rows] == [0, 1, 3]
+    per_class = [row["class_sw_ratio_median"] for row in rows]
+    # w = 0 ignores the class: each class's samples spread over all eight components
+    assert per_class[0] > 3 * per_class[1]
+    assert (out / "compare.png").is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--guidance", "1", "2"], "unconditional"),
+        (["--guidance", "1", "1"], "names a scale twice"),
+        (["--guidance", "1", "--run", "{run}"], "exactly one --run"),
+    ],
+)
+def test_guidance_sweep_bad_input(argv, message, tiny_run, tmp_path, capsys):
+    argv = [a.format(run=tiny_run[0]) for a in argv]
+    out = tmp_path / "out"
+    assert main(["compare", "--run", str(tiny_run[0]), *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not out.exists()

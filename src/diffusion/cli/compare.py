@@ -18,6 +18,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from diffusion.training.config import TrainConfig
     from diffusion.workflows.compare import compare_runs
 
+    if args.guidance is not None:
+        return sweep_guidance(args)
     if len(args.run) + len(args.process) < 2:
         raise UsageError("compare needs at least two runs: give --run DIR and/or --process P ...")
     if len(set(args.process)) != len(args.process):
@@ -45,4 +47,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['process']:<10}{row['sampler']:<16}{row['nfe']:>6}{row['sw_ratio']:>10.2f}")
     print(f"wrote {out / 'compare.png'}, {out / 'compare.gif'} and {out / 'compare.json'}")
+    return 0
+
+
+def sweep_guidance(args: argparse.Namespace) -> int:
+    """`diffusion compare --run R --guidance W ...`: one conditional run at several scales."""
+    from diffusion.workflows.compare import compare_guidance
+
+    if len(args.run) != 1 or args.process:
+        raise UsageError("--guidance compares one run at several scales: give exactly one "
+                         "--run and no --process")  # fmt: skip
+    if len(set(args.guidance)) != len(args.guidance):
+        raise UsageError("--guidance names a scale twice")
+    if args.n > MAX_EVALUATE:
+        raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
+    out = Path(args.out)
+    check_writable(out, "--out", directory=True)
+    rows = compare_guidance(Path(args.run[0]), args.guidance, out, n=args.n,
+                            seed=stream_seed(args.seed, "compare"))  # fmt: skip
+    print(f"{'w':>6}{'NFE':>6}{'SW ratio':>10}{'per class':>11}{'Fréchet':>9}{'right':>8}")
+    for row in rows:
+        per_class = row.get("class_sw_ratio_median")
+        frechet, right = row.get("frechet_ratio"), row.get("accuracy")
+        print(f"{row['guidance']:>6g}{row['nfe']:>6}{row['sw_ratio']:>10.2f}"
+              f"{'' if per_class is None else f'{per_class:.2f}':>11}"
+              f"{'' if frechet is None else f'{frechet:.2f}':>9}"
+              f"{'' if right is None else f'{100 * right:.1f}%':>8}")  # fmt: skip
+    print(f"wrote {out / 'compare.png'} and {out / 'compare.json'}")
     return 0

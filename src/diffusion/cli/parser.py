@@ -131,6 +131,9 @@ def build_parser() -> Parser:
                          help="samples per run (default: 5000)")  # fmt: skip
     compare.add_argument("--out", required=True, help="output directory")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.add_argument("--guidance", nargs="+", type=non_negative_float, default=None,
+                         metavar="W", help="with one --run trained with labels: sample it at "
+                         "each guidance scale W side by side (0 unconditional, 1 conditional)")  # fmt: skip
 
     nll = commands.add_parser(
         "nll",
