@@ -297,7 +297,7 @@ def path_value(command: str, dest: str, valid: bool):
 def value(command: str, action: argparse.Action, valid: bool):
     """A strategy of the text given after option `action` (valid or not)."""
     if action.choices is not None:
-        choices = list(action.choices)
+        choices = [str(c) for c in action.choices]  # (an int option: --order 2)
         if valid:
             return st.sampled_from(choices)
         near = st.sampled_from(choices).map(lambda c: c[:-1] or "x")

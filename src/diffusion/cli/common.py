@@ -167,6 +167,7 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(name, type=kind, help=f"{text} (default: {shown})", **kwargs)
 
     option("--eta", non_negative_float, "ddim: noise, 0 deterministic")
+    option("--order", int, "dpm-solver++: 2 (2M) or 3 (3M)", choices=(2, 3))
     option("--variance", None, "ancestral: variance", choices=("posterior", "beta"))
     option("--variable", None, "euler, heun: ODE variable", choices=("sigma", "t"))
     option("--churn", non_negative_float, "heun: S_churn of EDM")

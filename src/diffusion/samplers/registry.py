@@ -31,7 +31,7 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "euler": ("variable",),
     "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
     "rk45": ("rtol", "atol", "max_step", "max_steps"),
-    "dpm-solver++": (),
+    "dpm-solver++": ("order",),
     "langevin": ("step_size", "langevin_steps"),
 }
 
