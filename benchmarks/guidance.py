@@ -21,8 +21,8 @@ per-class SW ratio against the class's own component, against w.
 **Digits.** The default digits run (conditional, label dropout 0.3) and the same recipe
 without labels, trained in this process. For w in 0, 1, 1.5, 2, 3, 4: the share of samples
 (classes in equal shares) that the toolkit's digits classifier assigns to the class asked
-for, and the Fréchet ratio of all of them (`image_metrics`; median of 3 draws). w = 0 is the
-unconditional model of the same network, compared with the network trained without labels.
+for, and the Fréchet ratio of all of them (`image_metrics`; median of 3 draws, of 10 for
+w = 0 and the network trained without labels, which the bar compares to 10%).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ RECIPES = (
 )
 SCALES = (2.0, 4.0)
 GRID = 500  # cells per side of the grid the tilted law is drawn on
+#: draws for the rows compared with the unconditional network (w = 0 and that network)
+UNCONDITIONAL_DRAWS = 10
 
 
 def tilted_sampler(mixture, c: int, w: float, box: tuple[float, float, float, float]):
@@ -235,7 +237,10 @@ def digits_part(seeds: int = 3) -> dict:
     ]:
         model = runs[name].model
         ratios, accuracies, per_class, nfe = [], [], [], 0
-        for seed in range(1, seeds + 1):
+        # w = 0 and the unconditional network: one draw's Fréchet ratio spreads by +-20%, and
+        # the bar compares the two to 10%, so these rows take the median of UNCONDITIONAL_DRAWS
+        draws = seeds if w else UNCONDITIONAL_DRAWS
+        for seed in range(1, draws + 1):
             label = None if not w else torch.arange(2000) * 10 // 2000
             result = model.sample(2000, label=label, guidance=w or 1.0,
                                   generator=stream(seed, "eval"))  # fmt: skip
