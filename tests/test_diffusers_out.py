@@ -40,7 +40,7 @@ np.save(sys.argv[2], images)
 """
 
 
-@pytest.fixture(scope="module", params=["v", "eps"])
+@pytest.fixture(scope="module", params=["v", pytest.param("eps", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"export-{request.param}")
     run_dir = root / "run"
