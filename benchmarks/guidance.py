@@ -3,6 +3,8 @@
     python benchmarks/guidance.py --json benchmarks/guidance.json     # ~9 min on 2 cores
     python benchmarks/guidance.py --part exact                        # the mixture part, ~1 min
     python benchmarks/guidance.py --part digits --curves docs/images/guidance/curves.png
+    python benchmarks/guidance.py --redraw --json benchmarks/guidance.json \
+        --points-curve docs/images/guidance/points_curve.png         # pictures only
 
 **Exact (2-D).** A random 5-component full-covariance mixture (not an example file), each
 component a class. With the exact guided field (`GuidedOracleDenoiser`):
@@ -215,6 +217,26 @@ def draw_curves(out: dict, path: Path) -> None:
     save_png(fig, path)
 
 
+def draw_points_curve(out: dict, path: Path) -> None:
+    """Per-class SW ratios of the conditional eight_gaussians network against w."""
+    from diffusion.viz.plots import new_figure, save_png
+
+    rows = out["rows"]
+    scales = [row["w"] for row in rows]
+    fig = new_figure(5, 3.6)
+    ax = fig.subplots()
+    low = [min(row["sw_ratio_per_class"]) for row in rows]
+    high = [max(row["sw_ratio_per_class"]) for row in rows]
+    ax.fill_between(scales, low, high, color="tab:blue", alpha=0.2, label="classes, min to max")
+    ax.plot(scales, [row["median"] for row in rows], "o-", c="tab:blue", label="median class")
+    ax.axhline(1, c="0.5", lw=0.8, ls="--", label="the statistical floor")
+    ax.set(yscale="log", xlabel="guidance scale w",
+           ylabel="SW ratio against the class's own component")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.set_title("eight_gaussians, conditional: each class against w", fontsize=10)
+    save_png(fig, path)
+
+
 def digits_part(seeds: int = 3) -> dict:
     from diffusion.workflows import api
     from diffusion.workflows.image_metrics import feature_net, image_metrics, to_unit_range
@@ -329,14 +351,27 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the tilted-law figure")
     parser.add_argument("--curves", type=Path, default=None,
                         help="PNG of the digits' accuracy and Fréchet ratios against w")  # fmt: skip
+    parser.add_argument("--points-curve", type=Path, default=None,
+                        help="PNG of the 2-D per-class SW ratios against w")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write (or update) the figures here")
+    parser.add_argument("--redraw", action="store_true",
+                        help="measure nothing: draw --curves and --points-curve from --json")  # fmt: skip
     args = parser.parse_args()
+    if args.redraw:
+        saved = json.loads(args.json.read_text())
+        if args.curves is not None:
+            draw_curves(saved["digits"], args.curves)
+        if args.points_curve is not None:
+            draw_points_curve(saved["points"], args.points_curve)
+        return
     torch.set_num_threads(2)
     report = {}
     if args.part in ("exact", "all"):
         report["exact"] = exact_part(args.seed, args.figure)
     if args.part in ("points", "all"):
         report["points"] = points_part()
+        if args.points_curve is not None:
+            draw_points_curve(report["points"], args.points_curve)
     if args.part in ("digits", "all"):
         report["digits"] = digits_part()
         if args.curves is not None:
