@@ -93,21 +93,21 @@ plt.show()
 # %% [markdown]
 # ## Poisson flow: field lines of the data's charges
 #
-# Put the $N$-dimensional data in a space of $N + D$ dimensions, on the plane where the
+# Put the $d$-dimensional data in a space of $d + D$ dimensions, on the plane where the
 # extra $D$ coordinates are zero, and give every data point a positive unit charge. In
-# $N + D$ dimensions the field of a charge falls off as $1/\text{distance}^{N+D-1}$, so the
+# $d + D$ dimensions the field of a charge falls off as $1/\text{distance}^{d+D-1}$, so the
 # field of the data is
 #
 # $$
-# E(\tilde x) \propto \sum_i \frac{\tilde x - \tilde y_i}{\|\tilde x - \tilde y_i\|^{N + D}}
+# E(\tilde x) \propto \sum_i \frac{\tilde x - \tilde y_i}{\|\tilde x - \tilde y_i\|^{d + D}}
 # $$
 #
-# (minus the gradient of the Green's function of Poisson's equation in $N + D$ dimensions: PFGM,
+# (minus the gradient of the Green's function of Poisson's equation in $d + D$ dimensions: PFGM,
 # Xu et al. 2022, uses $D = 1$; PFGM++ any $D$). Follow
 # the field lines away from the charges: far away every line points radially outward, and
 # the lines arrive spread evenly over a large hemisphere, whatever the data. Reversing them
 # carries a simple distribution on that hemisphere back to the data. The picture below is
-# the smallest case, 1-D data ($N = 1$) and $D = 1$: the field in the half-plane above the
+# the smallest case, 1-D data ($d = 1$) and $D = 1$: the field in the half-plane above the
 # charges.
 
 # %%
@@ -117,7 +117,7 @@ rs = torch.linspace(0.02, 3, 41)  # the extra coordinate r > 0
 gr, gx = torch.meshgrid(rs, xs, indexing="ij")
 dx = gx[..., None] - charges  # (41, 61, charges)
 dist_sq = dx**2 + gr[..., None] ** 2
-power = 2 / 2  # ||.||^(N + D) = (dist^2)^((N + D) / 2), here N + D = 2
+power = 2 / 2  # ||.||^(d + D) = (dist^2)^((d + D) / 2), here d + D = 2
 field_x = (dx / dist_sq**power).sum(-1)
 field_r = (gr[..., None] / dist_sq**power).sum(-1)
 
@@ -126,13 +126,13 @@ ax.streamplot(xs.numpy(), rs.numpy(), field_x.numpy(), field_r.numpy(), density=
 ax.scatter(charges, torch.zeros_like(charges), color="tab:red", s=30, zorder=3, label="data")
 ax.set_xlabel("data coordinate x")
 ax.set_ylabel("extra coordinate r")
-ax.set_title("field lines of the data's charges (N = 1, D = 1)")
+ax.set_title("field lines of the data's charges (d = 1, D = 1)")
 ax.legend(fontsize=8, loc="upper left", framealpha=1)
 plt.show()
 
 # %% [markdown]
 # Training needs the distribution of $x$ at each radius $r$ of the extra coordinates. PFGM++
-# shows that it is the kernel $p_r(x \mid y) \propto (\|x - y\|^2 + r^2)^{-(N + D)/2}$
+# shows that it is the kernel $p_r(x \mid y) \propto (\|x - y\|^2 + r^2)^{-(d + D)/2}$
 # (Eq. 4 of Xu et al. 2023). With $r = \sigma \sqrt D$ (their alignment, Sec. 4) this is a
 # multivariate Student-t with $D$ degrees of freedom and scale $\sigma$: so Poisson flow is
 # EDM's $x = y + \sigma\, n$ with heavy-tailed noise $n$, and everything else (noise
