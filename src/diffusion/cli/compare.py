@@ -24,10 +24,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError("compare needs at least two runs: give --run DIR and/or --process P ...")
     if len(set(args.process)) != len(args.process):
         raise UsageError("--process names a process twice")
-    if args.n > MAX_EVALUATE:
-        raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
-    out = Path(args.out)
-    check_writable(out, "--out", directory=True)
+    out = checked_out(args)
     configs = []
     for process in args.process:
         values = {"process": process, "seed": args.seed}
@@ -50,6 +47,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def checked_out(args: argparse.Namespace) -> Path:
+    """The output folder, once --n is within bounds and the folder can be written."""
+    if args.n > MAX_EVALUATE:
+        raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
+    out = Path(args.out)
+    check_writable(out, "--out", directory=True)
+    return out
+
+
 def sweep_guidance(args: argparse.Namespace) -> int:
     """`diffusion compare --run R --guidance W ...`: one conditional run at several scales."""
     from diffusion.workflows.compare import compare_guidance
@@ -59,10 +65,7 @@ def sweep_guidance(args: argparse.Namespace) -> int:
                          "--run and no --process")  # fmt: skip
     if len(set(args.guidance)) != len(args.guidance):
         raise UsageError("--guidance names a scale twice")
-    if args.n > MAX_EVALUATE:
-        raise UsageError(f"--n must be at most {MAX_EVALUATE:_}")
-    out = Path(args.out)
-    check_writable(out, "--out", directory=True)
+    out = checked_out(args)
     rows = compare_guidance(Path(args.run[0]), args.guidance, out, n=args.n,
                             seed=stream_seed(args.seed, "compare"))  # fmt: skip
     print(f"{'w':>6}{'NFE':>6}{'SW ratio':>10}{'per class':>11}{'Fréchet':>9}{'right':>8}")

@@ -58,9 +58,10 @@ class TensorBoardLog:
     def snapshot(self, step: int, samples: torch.Tensor) -> None:
         """Samples (n, d) of the model in data space at training step `step`."""
         if len(self.shape) == 3 and self.value_range is not None:
-            low, high = self.value_range
-            x = samples[:SNAPSHOT_IMAGES].reshape(-1, *self.shape).float()
-            self.writer.add_images("samples", ((x - low) / (high - low)).clamp(0, 1), step)
+            from diffusion.viz.images import to_unit
+
+            unit = to_unit(samples[:SNAPSHOT_IMAGES], self.shape, self.value_range)
+            self.writer.add_images("samples", unit, step, dataformats="NHWC")
         else:
             from diffusion.viz.plots import new_figure
 

@@ -80,10 +80,10 @@ def build_model(
     RNG. ValueError when the config's model cannot take that shape."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     seed = stream_seed(config.seed, "model") if seed is None else seed
+    side = shape[1] if len(shape) == 3 else 0  # the image side, for the U-Nets' defaults
     if config.model == "diffusers-unet":
         from diffusion.models.diffusers_unet import build_diffusers_unet
 
-        side = shape[1] if len(shape) == 3 else 0
         try:
             return build_diffusers_unet(
                 shape, steps=config.diffusion_steps, channels=config.unet_channels,
@@ -94,7 +94,6 @@ def build_model(
         except ImportError as exc:
             raise ValueError(str(exc)) from None
     if config.model == "unet":
-        side = shape[1] if len(shape) == 3 else 0
         return UNet(
             shape, channels=config.unet_channels, mults=unet_mults(config, side),
             blocks=config.unet_blocks, attention=unet_attention(config, side),

@@ -277,14 +277,14 @@ class TrainConfig:
         "sampling, pictures and checkpoints", low=1, high=10**6,
         unset=_by_data("eval_samples"),
     )  # fmt: skip
-    # The complete training state is saved every this many steps (and after the last), so
-    # `diffusion train --resume` can continue bit for bit.
     log: str = setting(
         "csv", "the training log: csv (RUN/log.csv, always written), or tensorboard (also "
         "event files in RUN/tensorboard: loss, learning rate, gradient norm, snapshots, "
         "metrics; pip install 'diffusion-toolkit[tensorboard]')",
         "sampling, pictures and checkpoints", choices=("csv", "tensorboard"),
     )  # fmt: skip
+    # The complete training state is saved every this many steps (and after the last), so
+    # `diffusion train --resume` can continue bit for bit.
     checkpoint_every: int = setting(
         1000, "steps between checkpoints (0: none)", "sampling, pictures and checkpoints",
         low=0, high=10**8,

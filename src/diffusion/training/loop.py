@@ -379,7 +379,8 @@ class Trainer:
             while self.step < stop:
                 self.train_step()
                 step, last = self.step, self.step == config.train_steps
-                self._step_seconds[step] = self.seconds + time.perf_counter() - start
+                if on_log is not None:  # the log's wall time of each step, popped when logged
+                    self._step_seconds[step] = self.seconds + time.perf_counter() - start
                 checkpoint = on_checkpoint is not None and (last or (every and step % every == 0))
                 stopping = self._stopping()
                 if step % SYNC_EVERY == 0 or last or checkpoint or stopping:

@@ -86,6 +86,10 @@ def compare_guidance(
     dataset = get_dataset(model.config.dataset)
     device = default_device()
     label = class_draws(model, dataset, n, seed)
+    if dataset.is_image:
+        from diffusion.workflows.image_metrics import feature_net, image_metrics, to_unit_range
+
+        classifier = feature_net(dataset)
     rows, panels = [], []
     for w in scales:
         result = model.sample(n, label=label, guidance=w, generator=stream(seed, "eval", device),
@@ -105,14 +109,10 @@ def compare_guidance(
                     per_class.append(report.sliced_wasserstein.ratio)
             row["class_sw_ratio_median"] = statistics.median(per_class)
         if dataset.is_image:
-            from diffusion.workflows.image_metrics import feature_net, image_metrics, to_unit_range
-
             metrics = image_metrics(samples, dataset, stream(seed, "metrics.images"))
             row["frechet_ratio"] = metrics["frechet"]["ratio"]
             images = to_unit_range(samples.round(), dataset)
-            row["accuracy"] = float(
-                (feature_net(dataset)(images).argmax(1) == label).double().mean()
-            )
+            row["accuracy"] = float((classifier(images).argmax(1) == label).double().mean())
         rows.append(row)
         title = f"w = {w:g} ({result.nfe} NFE)\nSW ratio {ratio:.2f}"
         if "accuracy" in row:
