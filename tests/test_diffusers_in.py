@@ -1,7 +1,9 @@
 """A model saved by diffusers, opened with `load_diffusers` and sampled by our samplers: our
 DDIM (eta = 0) over the pipeline's own timesteps, from the same noise, gives diffusers'
-DDIMPipeline output; DPM-Solver++ and Heun run on it; configs we cannot map are refused by
-field. Everything is made here (a tiny random UNet2DModel): nothing is downloaded."""
+DDIMPipeline output; our Euler on a U-Net saved with an EDM or a flow-matching scheduler gives
+that scheduler's own Euler loop; DPM-Solver++ and Heun run on it; configs we cannot map are
+refused by field. Everything is made here (a tiny random UNet2DModel): nothing is
+downloaded."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ diffusers = pytest.importorskip("diffusers")
 from diffusion.cli import main  # noqa: E402
 from diffusion.errors import CheckpointError  # noqa: E402
 from diffusion.io.diffusers_in import diffusers_betas, load_diffusers  # noqa: E402
-from diffusion.samplers import ddim  # noqa: E402
+from diffusion.samplers import ddim, euler  # noqa: E402
 
 T = 1000
 
@@ -105,8 +107,8 @@ def edited(folder, tmp_path, part: str, **changes):
     [
         ("scheduler/scheduler_config.json", {"prediction_type": "flow"}, "prediction_type 'flow'"),
         ("scheduler/scheduler_config.json", {"beta_schedule": "exp"}, "beta_schedule 'exp'"),
-        ("scheduler/scheduler_config.json", {"_class_name": "FlowMatchEulerDiscreteScheduler"},
-         "_class_name 'FlowMatchEulerDiscreteScheduler'"),
+        ("scheduler/scheduler_config.json", {"_class_name": "ScoreSdeVeScheduler"},
+         "_class_name 'ScoreSdeVeScheduler'"),
         ("unet/config.json", {"_class_name": "UNet2DConditionModel"}, "only UNet2DModel"),
     ],
 )  # fmt: skip
@@ -136,3 +138,112 @@ def test_pickled_weights_are_refused_unless_allowed(pipeline_dir, tmp_path, caps
     assert main(["sample", "--diffusers", str(tmp_path / "none"), "--n", "2",
                  "--out", str(tmp_path / "x.npy")]) == 2  # fmt: skip
     assert "no such folder" in capsys.readouterr().err
+
+
+def saved_with(scheduler, folder) -> None:
+    """The tiny U-Net and `scheduler` saved as a pipeline folder would hold them."""
+    tiny_unet().save_pretrained(folder / "unet")
+    scheduler.save_pretrained(folder / "scheduler")
+
+
+def their_euler_loop(scheduler, unet, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """What an EDM or flow-matching pipeline does: the scheduler's own steps and inputs."""
+    scheduler.set_timesteps(steps)
+    with torch.no_grad():
+        for timestep in scheduler.timesteps:
+            scaled = getattr(scheduler, "scale_model_input", lambda x, _: x)(x, timestep)
+            out = unet(scaled, timestep).sample  # flow schedulers do not scale the input
+            x = scheduler.step(out, timestep, x).prev_sample
+    return x
+
+
+# Mutations: our EDM's own sigma_data = 1 in place of the scheduler's 0.5 puts the v-prediction
+# case 1.2 off (scale 1.2); the flow U-Net called at timestep 1000 t - 1 (the DDPM convention)
+# puts both shifts 6e-3 and 4e-3 off. Measured agreement: 4e-7 (EDM), 4e-7 (flow).
+@pytest.mark.parametrize(
+    ("make", "grid"),
+    [
+        (lambda: diffusers.EDMEulerScheduler(prediction_type="epsilon"), "sigmas"),
+        (
+            lambda: diffusers.EDMEulerScheduler(
+                prediction_type="v_prediction", sigma_max=40.0, sigma_data=0.7, rho=5.0
+            ),
+            "sigmas",
+        ),
+        (lambda: diffusers.FlowMatchEulerDiscreteScheduler(), "times"),
+        (lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), "times"),
+    ],
+    ids=["edm-eps", "edm-v", "flow", "flow-shift3"],
+)
+def test_our_euler_reproduces_edm_and_flow_schedulers(tmp_path, make, grid):
+    scheduler = make()
+    saved_with(scheduler, tmp_path)
+    trained = load_diffusers(tmp_path)
+    noise = torch.randn((3, 1, 8, 8), generator=torch.Generator().manual_seed(1))
+    x1 = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow: no scaling
+    theirs = their_euler_loop(scheduler, tiny_unet(), x1.clone(), 10)
+    levels = scheduler.sigmas.double()  # ends with 0
+    if grid == "sigmas":  # EDM: alpha = 1, t = (sigma / sigma_max)^(1 / rho)
+        times = trained.process.time_of_sigma(levels)
+        times[0] = 1.0  # sigma_max itself (float32 in the scheduler)
+    else:  # flow: our t is the scheduler's sigma
+        times = levels
+    with torch.no_grad():
+        ours = euler(trained.process.denoiser(trained.model), x1.reshape(3, -1), times)
+    assert float((ours.reshape(theirs.shape) - theirs).abs().max()) < 1e-5 * max(
+        1.0, float(theirs.abs().max())
+    )
+
+
+def test_edm_and_flow_models_sample_with_the_process_defaults(tmp_path):
+    for name, scheduler in [("edm", diffusers.EDMDPMSolverMultistepScheduler()),
+                            ("flow", diffusers.FlowMatchEulerDiscreteScheduler())]:  # fmt: skip
+        saved_with(scheduler, tmp_path / name)
+        trained = load_diffusers(tmp_path / name)
+        assert trained.config.process == name
+        result = trained.sample(2, steps=3, generator=torch.Generator().manual_seed(0))
+        assert result.x.shape == (2, 64) and torch.isfinite(result.x).all()
+
+
+def test_an_edm_target_we_cannot_map_is_refused(tmp_path):
+    saved_with(diffusers.EDMEulerScheduler(), tmp_path)
+    config = tmp_path / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prediction_type": "sample"}))
+    with pytest.raises(CheckpointError, match=r"prediction_type 'sample'.*EDMEulerScheduler"):
+        load_diffusers(tmp_path)
+
+
+def test_with_a_dataset_samples_come_back_in_its_pixel_range(pipeline_dir, tmp_path):
+    """The digits run over 0..16: the same draw, mapped from [-1, 1] to [0, 16] in place of
+    [0, 1], is exactly 16 times the plain one."""
+    plain, digits = tmp_path / "plain.npy", tmp_path / "digits.npy"
+    common = ["--diffusers", str(pipeline_dir), "--n", "4", "--sample-steps", "3", "--seed", "5"]
+    assert main(["sample", *common, "--out", str(plain)]) == 0
+    assert main(["sample", *common, "--dataset", "digits", "--out", str(digits)]) == 0
+    np.testing.assert_allclose(np.load(digits), 16 * np.load(plain), rtol=1e-6, atol=1e-6)
+
+
+def test_evaluate_and_nll_measure_a_diffusers_model_against_a_dataset(pipeline_dir, capsys):
+    common = ["--diffusers", str(pipeline_dir), "--dataset", "digits", "--json"]
+    assert main(["evaluate", *common, "--n", "100", "--sample-steps", "3"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["frechet"]["ratio"] > 1 and metrics["sliced_wasserstein"]["ratio"] > 1
+    assert main(["nll", *common, "--n", "4", "--method", "bound"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dim"] == 64 and report["dequantised"] and np.isfinite(report["nll"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate"], "evaluate compares samples with data: give --dataset"),
+        (["nll"], "nll measures the likelihood of data: give --dataset"),
+        (["evaluate", "--dataset", "shapes"], "shape (1, 16, 16); the diffusers model makes"),
+        (["evaluate", "--dataset", "swissroll"], "swissroll has examples of shape (2,)"),
+        (["evaluate", "--process", "edm"], "leave out --run, --oracle and --process"),
+    ],
+)
+def test_measuring_a_diffusers_model_needs_matching_images(pipeline_dir, capsys, argv, message):
+    assert main([*argv[:1], "--diffusers", str(pipeline_dir), *argv[1:], "--n", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err

@@ -83,6 +83,28 @@ def test_nll_of_an_image_run_dequantises_the_digits(digits_run, capsys):
     assert np.isfinite(report["bits_per_dim"]) and report["bits_per_dim"] > 0
 
 
+def test_compare_puts_a_diffusers_model_beside_a_run_on_its_images(digits_run, tmp_path, capsys):
+    diffusers = pytest.importorskip("diffusers")
+    folder = tmp_path / "edm"
+    torch.manual_seed(0)
+    diffusers.UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+        block_out_channels=(8, 16), norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).save_pretrained(folder / "unet")  # fmt: skip
+    diffusers.EDMEulerScheduler().save_pretrained(folder / "scheduler")
+    out = tmp_path / "cmp"
+    argv = ["compare", "--run", str(digits_run), "--diffusers", str(folder), "--dataset",
+            "digits", "--n", "100", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads((out / "compare.json").read_text())
+    assert [row["run"] for row in rows] == [str(digits_run), str(folder)]
+    assert rows[1]["process"] == "edm"
+    assert all(row["frechet_ratio"] > 0 for row in rows)
+    assert (out / "compare.png").is_file() and not (out / "compare.gif").exists()
+    assert "Fréchet ratio" in capsys.readouterr().out
+
+
 def test_a_folder_of_pngs_and_an_npy_array_train_with_default_settings(tmp_path, capsys):
     rng = np.random.default_rng(0)
     folder = tmp_path / "pictures"  # no class folders: the metrics use random features

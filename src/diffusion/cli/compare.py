@@ -9,6 +9,7 @@ from diffusion.cli.common import (
     MAX_EVALUATE,
     UsageError,
     check_writable,
+    open_diffusers,
 )
 from diffusion.streams import stream_seed
 
@@ -20,8 +21,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.guidance is not None:
         return sweep_guidance(args)
-    if len(args.run) + len(args.process) < 2:
-        raise UsageError("compare needs at least two runs: give --run DIR and/or --process P ...")
+    loaded = []
+    if args.diffusers is not None:
+        if args.process:
+            raise UsageError("--process trains on --dataset; with --diffusers --dataset is the "
+                             "diffusers model's data: compare it with finished runs (--run)")  # fmt: skip
+        loaded = [(args.diffusers, open_diffusers(args.diffusers, args.dataset,
+                                                  allow_pickle=args.allow_pickle,
+                                                  command="compare"))]  # fmt: skip
+    elif args.allow_pickle:
+        raise UsageError("--allow-pickle goes with --diffusers")
+    if len(args.run) + len(args.process) + len(loaded) < 2:
+        raise UsageError("compare needs at least two runs: give --run DIR, --process P ... "
+                         "and/or --diffusers DIR")  # fmt: skip
     if len(set(args.process)) != len(args.process):
         raise UsageError("--process names a process twice")
     out = checked_out(args)
@@ -39,11 +51,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if configs:
         get_dataset(configs[0].dataset)
     rows = compare_runs([Path(r) for r in args.run], out, n=args.n, seed=stream_seed(args.seed, "compare"),
-                        train=configs, progress=not args.quiet)  # fmt: skip
-    print(f"{'process':<10}{'sampler':<16}{'NFE':>6}{'SW ratio':>10}")
+                        train=configs, loaded=loaded, progress=not args.quiet)  # fmt: skip
+    images = "frechet_ratio" in rows[0]
+    print(f"{'process':<10}{'sampler':<16}{'NFE':>6}{'SW ratio':>10}"
+          + (f"{'Fréchet ratio':>15}" if images else ""))  # fmt: skip
     for row in rows:
-        print(f"{row['process']:<10}{row['sampler']:<16}{row['nfe']:>6}{row['sw_ratio']:>10.2f}")
-    print(f"wrote {out / 'compare.png'}, {out / 'compare.gif'} and {out / 'compare.json'}")
+        print(f"{row['process']:<10}{row['sampler']:<16}{row['nfe']:>6}{row['sw_ratio']:>10.2f}"
+              + (f"{row['frechet_ratio']:>15.2f}" if images else ""))  # fmt: skip
+    gif = "" if images else f", {out / 'compare.gif'}"
+    print(f"wrote {out / 'compare.png'}{gif} and {out / 'compare.json'}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Writes into the output directory ``compare.png`` (data, then each run's samples, with its
 process, sampler, NFE and sliced-Wasserstein ratio in the title), ``compare.gif`` (their
-reverse processes side by side) and ``compare.json`` (the figures).
+reverse processes side by side; points only) and ``compare.json`` (the figures). For images
+the panels are image grids and the title gives the Fréchet ratio.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from diffusion.data import get_dataset
 from diffusion.io.runs import load_model
 from diffusion.training.config import TrainConfig
+from diffusion.training.trained import TrainedModel
 from diffusion.utils import atomic_write_text, default_device, make_generator
 from diffusion.viz.compare import compare_gif, plot_compare
 from diffusion.workflows.run import evaluate, reverse_trajectory, run_training
@@ -25,12 +27,15 @@ def compare_runs(
     n: int = 5000,
     seed: int = 1,
     train: list[TrainConfig] | None = None,
+    loaded: list[tuple[str, TrainedModel]] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train each config of `train` into out/<process>, then compare those runs and `run_dirs`."""
+    """Train each config of `train` into out/<process>, then compare those runs, `run_dirs`
+    and the `loaded` (name, model) pairs (e.g. a diffusers model opened on the same data)."""
     out = Path(out)
     device = default_device()
     models = [(run_dir, load_model(run_dir)) for run_dir in run_dirs]  # bad runs fail first
+    models += list(loaded or [])
     for config in train or []:
         run_dir = out / config.process
         if progress:
@@ -47,13 +52,31 @@ def compare_runs(
         ratio = result.metrics.sliced_wasserstein.ratio
         c = model.config
         label = f"{c.process}, {c.sampler} ({result.nfe} NFE)"
-        panels.append((f"{label}\nSW ratio {ratio:.2f}", result.samples))
-        tracks.append((c.process, reverse_trajectory(model, seed=seed, device=device)))
-        rows.append({"run": str(run_dir), "process": c.process, "sampler": c.sampler,
-                     "steps": c.sample_steps, "nfe": result.nfe, "sw_ratio": ratio})  # fmt: skip
-    data = dataset.sample(5000, make_generator(seed)) if dataset.points is None else dataset.points
-    plot_compare(data, panels, out / "compare.png")
-    compare_gif(data, tracks, out / "compare.gif")
+        row = {"run": str(run_dir), "process": c.process, "sampler": c.sampler,
+               "steps": c.sample_steps, "nfe": result.nfe, "sw_ratio": ratio}  # fmt: skip
+        if result.image is not None:
+            row["frechet_ratio"] = result.image["frechet"]["ratio"]
+            panels.append((f"{label}\nFréchet ratio {row['frechet_ratio']:.2f}", result.samples))
+        else:
+            panels.append((f"{label}\nSW ratio {ratio:.2f}", result.samples))
+            tracks.append((c.process, reverse_trajectory(model, seed=seed, device=device)))
+        rows.append(row)
+    if dataset.is_image:
+        from diffusion.viz.images import grids_figure, image_grid
+        from diffusion.viz.plots import save_png
+
+        look = (dataset.shape, dataset.value_range)
+        data = dataset.sample(64, make_generator(seed))
+        grids = [("data", image_grid(data, *look))]
+        grids += [(title, image_grid(x[:64], *look)) for title, x in panels]
+        save_png(grids_figure(grids, title=f"{dataset.name}: samples side by side"),
+                 out / "compare.png")  # fmt: skip
+    else:
+        data = (
+            dataset.sample(5000, make_generator(seed)) if dataset.points is None else dataset.points
+        )
+        plot_compare(data, panels, out / "compare.png")
+        compare_gif(data, tracks, out / "compare.gif")
     atomic_write_text(out / "compare.json", json.dumps(rows, indent=2) + "\n")
     return rows
 
