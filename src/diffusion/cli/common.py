@@ -142,6 +142,13 @@ finite_float = _number(float, "a finite number", lambda v: True)
 non_negative_float = _number(float, "a finite number >= 0", lambda v: v >= 0)
 
 
+def on_off(text: str) -> bool:
+    """Read "on" or "off" as a bool (an argparse type)."""
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """--sampler, --sample-steps, --sample-grid and every sampler's own options."""
     from diffusion.samplers import SAMPLER_OPTIONS, SAMPLERS
@@ -162,12 +169,16 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
         default = inspect.signature(SAMPLERS[user]).parameters[setting].default
         if default is None:
             shown = "the process's"
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
         else:
             shown = f"{default:g}" if isinstance(default, float) else str(default)
         group.add_argument(name, type=kind, help=f"{text} (default: {shown})", **kwargs)
 
     option("--eta", non_negative_float, "ddim: noise, 0 deterministic")
-    option("--order", int, "dpm-solver++: 2 (2M) or 3 (3M)", choices=(2, 3))
+    option("--order", int, "dpm-solver++: 2 (2M) or 3 (3M); unipc, deis: 1 to 3", choices=(1, 2, 3))
+    option("--variant", None, "unipc: B(h) = 1 - e^-h (bh2) or h (bh1)", choices=("bh2", "bh1"))
+    option("--corrector", on_off, "unipc: the UniC corrector", metavar="{on,off}")
     option("--variance", None, "ancestral: variance", choices=("posterior", "beta"))
     option("--variable", None, "euler, heun: ODE variable", choices=("sigma", "t"))
     option("--churn", non_negative_float, "heun: S_churn of EDM")
@@ -190,7 +201,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="use the exact score of a Gaussian-mixture data set instead of a network: "
         "with --run, of the run's data and process; else give --dataset (and --process)",
     )  # fmt: skip
-    group.add_argument("--dataset", help="with --oracle: a .json mixture or gaussians")
+    group.add_argument("--dataset", help="with --oracle: a .json mixture or gaussians; with "
+                       "--diffusers: the images to measure the model against (needed by "
+                       "evaluate and nll)")  # fmt: skip
     group.add_argument("--process", choices=sorted(PROCESSES),
                        help="with --oracle (default: ddpm)")  # fmt: skip
     group.add_argument("--diffusers", metavar="DIR", default=None,
@@ -330,15 +343,11 @@ def load_source(args: argparse.Namespace):
 
     named = args.dataset is not None or args.process is not None
     if getattr(args, "diffusers", None) is not None:
-        if args.run is not None or args.oracle or named:
-            raise UsageError("--diffusers names the model: leave out --run, --oracle, "
-                             "--dataset and --process")  # fmt: skip
-        if getattr(args, "command", "sample") != "sample":
-            raise UsageError(f"--diffusers works with diffusion sample; {args.command} cannot "
-                             "use a diffusers model yet")  # fmt: skip
-        from diffusion.io.diffusers_in import load_diffusers
-
-        return load_diffusers(args.diffusers, allow_pickle=args.allow_pickle)
+        if args.run is not None or args.oracle or args.process is not None:
+            raise UsageError("--diffusers names the model: leave out --run, --oracle and "
+                             "--process")  # fmt: skip
+        return open_diffusers(args.diffusers, args.dataset, allow_pickle=args.allow_pickle,
+                              command=getattr(args, "command", "sample"))  # fmt: skip
     if getattr(args, "allow_pickle", False):
         raise UsageError("--allow-pickle goes with --diffusers")
     if args.run is None and not args.oracle:
@@ -369,6 +378,30 @@ def load_source(args: argparse.Namespace):
     if config.process == "poisson":
         raise UsageError("--oracle needs Gaussian marginals; the poisson process has none")
     return exact_model(dataset.mixture, config, normalizer)
+
+
+#: commands that compare a diffusers model with data: they need --dataset
+DIFFUSERS_NEED_DATA = {"evaluate": "evaluate compares samples with", "nll": "nll measures the "
+                       "likelihood of", "compare": "compare measures samples against"}  # fmt: skip
+
+
+def open_diffusers(folder: str, dataset: str | None, *, allow_pickle: bool, command: str):
+    """A diffusers model (`--diffusers DIR`), with the images of `--dataset` for the commands
+    that compare it with data (their shape must be the model's; samples come back in their
+    pixel range)."""
+    from diffusion.data import DataError, get_dataset
+    from diffusion.io.diffusers_in import load_diffusers
+
+    images = None
+    if dataset is not None:
+        try:
+            images = get_dataset(dataset)
+        except DataError as exc:
+            raise UsageError(f"--dataset: {exc}") from None
+    elif command in DIFFUSERS_NEED_DATA:
+        raise UsageError(f"{DIFFUSERS_NEED_DATA[command]} data: give --dataset D (the images, "
+                         "a folder, a .npy array or digits/shapes) with --diffusers")  # fmt: skip
+    return load_diffusers(folder, allow_pickle=allow_pickle, dataset=images)
 
 
 def run_dataset(trained, why: str):

@@ -123,7 +123,13 @@ def build_parser() -> Parser:
         help="train these processes first (default recipes) into OUT/<process>",
     )  # fmt: skip
     compare.add_argument("--dataset", default=None,
-                         help="data for --process (default: swissroll)")  # fmt: skip
+                         help="data for --process (default: swissroll); with --diffusers, the "
+                         "images the diffusers model is measured against")  # fmt: skip
+    compare.add_argument("--diffusers", metavar="DIR", default=None,
+                         help="a model saved by diffusers' save_pretrained, compared with the "
+                         "runs on --dataset (the runs' own data)")  # fmt: skip
+    compare.add_argument("--allow-pickle", action="store_true",
+                         help="with --diffusers: accept pickled .bin weights")  # fmt: skip
     compare.add_argument("--train-steps", type=positive_int, default=None,
                          help="training steps of each --process (default: the recipe's)")  # fmt: skip
     compare.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
