@@ -101,6 +101,8 @@ TOLERANCE = {
     "heun": 0.01,
     "rk45": 0.01,
     "dpm-solver++": 0.01,
+    "unipc": 0.01,
+    "deis": 0.01,
     "euler": 0.02,
     "ddim": 0.02,
     "ancestral": 0.05,
@@ -220,6 +222,9 @@ K = 10
         ("ddim", {}, K),
         ("ddim", {"eta": 1.0}, K),
         ("dpm-solver++", {}, K),
+        ("unipc", {}, K),
+        ("unipc", {"order": 3, "corrector": False}, K),
+        ("deis", {"order": 3}, K),
         ("ancestral", {}, K),
         ("euler-maruyama", {}, K),
         ("heun", {}, 2 * K - 1),
@@ -267,7 +272,7 @@ def test_only_stochastic_samplers_use_the_generator(family: str, name: str) -> N
 
 def test_the_stochastic_set_is_what_the_registry_says() -> None:
     assert {"ancestral", "euler-maruyama", "pc", "langevin"} == STOCHASTIC
-    assert set(DETERMINISTIC) == {"ddim", "euler", "heun", "rk45", "dpm-solver++"}
+    assert set(DETERMINISTIC) == {"ddim", "euler", "heun", "rk45", "dpm-solver++", "unipc", "deis"}
 
 
 # -- Euler is DDIM -------------------------------------------------------------------------

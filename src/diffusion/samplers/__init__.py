@@ -7,6 +7,7 @@ from __future__ import annotations
 from diffusion.samplers.ancestral import ancestral
 from diffusion.samplers.base import SamplerStep
 from diffusion.samplers.ddim import ddim
+from diffusion.samplers.deis import deis
 from diffusion.samplers.dpm_solver import dpm_solver_pp
 from diffusion.samplers.ode import euler, heun, rk45
 from diffusion.samplers.registry import (
@@ -19,6 +20,7 @@ from diffusion.samplers.registry import (
 )
 from diffusion.samplers.sampling import SampleResult, check_sampler, sample
 from diffusion.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
+from diffusion.samplers.unipc import unipc
 
 __all__ = [
     "GAUSSIAN_ONLY",
@@ -32,6 +34,7 @@ __all__ = [
     "annealed_langevin",
     "check_sampler",
     "ddim",
+    "deis",
     "dpm_solver_pp",
     "euler",
     "euler_maruyama",
@@ -40,4 +43,5 @@ __all__ = [
     "predictor_corrector",
     "rk45",
     "sample",
+    "unipc",
 ]

@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from diffusion.samplers.ancestral import ancestral
 from diffusion.samplers.ddim import ddim
+from diffusion.samplers.deis import deis
 from diffusion.samplers.dpm_solver import dpm_solver_pp
 from diffusion.samplers.ode import euler, heun, rk45
 from diffusion.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
+from diffusion.samplers.unipc import unipc
 
 SAMPLERS: dict[str, Callable] = {
     "ancestral": ancestral,
@@ -19,6 +21,8 @@ SAMPLERS: dict[str, Callable] = {
     "heun": heun,
     "rk45": rk45,
     "dpm-solver++": dpm_solver_pp,
+    "unipc": unipc,
+    "deis": deis,
     "langevin": annealed_langevin,
 }
 
@@ -32,6 +36,8 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
     "rk45": ("rtol", "atol", "max_step", "max_steps"),
     "dpm-solver++": ("order",),
+    "unipc": ("order", "variant", "corrector"),
+    "deis": ("order",),
     "langevin": ("step_size", "langevin_steps"),
 }
 
