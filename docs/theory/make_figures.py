@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-from diffusion.data.mixture import load_mixture
+from diffusion.data.images import DIGITS_RANGE, load_digits
+from diffusion.data.mixture import GaussianMixture, load_mixture
+from diffusion.data.normalize import Normalizer
 from diffusion.measure.fokker_planck import (
     Grid,
     histogram_density,
@@ -22,7 +24,10 @@ from diffusion.measure.fokker_planck import (
     mixture_density,
     solve,
 )
+from diffusion.measure.oracle import GuidedOracleDenoiser, Oracle
 from diffusion.processes import VP
+from diffusion.samplers.grids import make_grid
+from diffusion.samplers.registry import get_sampler
 from diffusion.utils import make_generator
 from diffusion.viz.plots import new_figure, save_png
 
@@ -69,8 +74,99 @@ def fokker_planck(out_dir: Path) -> Path:
     return save_png(fig, out_dir / "fokker_planck.png")
 
 
+def memorisation(out_dir: Path) -> Path:
+    """Note 9: the exact score of 10 training digits samples nothing but those digits."""
+    digits = load_digits().pixels.flatten(1).double()  # (1797, 64), grey levels 0..16
+    train = Normalizer.for_range(*DIGITS_RANGE, 64).normalize(digits[:10]).double()
+    process, n = VP(), 500
+    generator = make_generator(0)
+    x = process.prior((n, 64), generator=generator).double()
+    times = make_grid(process, 20, "logsnr").double()
+    levels, largest = [], []
+
+    def weights(step) -> None:  # the mean largest posterior weight over the 10 images
+        s = torch.tensor(step.s, dtype=torch.float64)
+        alpha, sigma = process.alpha(s), process.sigma(s)
+        if sigma > 0:
+            logits = -0.5 * torch.cdist(step.x, alpha * train) ** 2 / sigma**2
+            levels.append(float(sigma / alpha))
+            largest.append(float(torch.softmax(logits, 1).amax(1).mean()))
+
+    samples = get_sampler("dpm-solver++")(Oracle.points(train, process).denoiser(), x, times,
+                                          generator=generator, callback=weights)  # fmt: skip
+    nearest = torch.cdist(samples, train).amin(1)
+    fig = new_figure(8.0, 3.0)
+    left, right = fig.subfigures(1, 2, width_ratios=(1.9, 1.0))
+    rows = [train, samples[:10], samples[10:20]]
+    grid = torch.cat([torch.cat([image.reshape(8, 8) for image in row], 1) for row in rows])
+    ax = left.subplots()
+    ax.imshow(grid.numpy(), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([4, 12, 20], ["training set", "samples", "samples"], fontsize=8)
+    ax.set_title(f"the exact score of 10 digits: {n} samples; the largest distance\n"
+                 f"from a sample to its nearest training digit: {float(nearest.max()):.2g}",
+                 fontsize=9)  # fmt: skip
+    ax = right.subplots()
+    ax.semilogx(levels, largest, "o-", markersize=3)
+    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("noise level sigma / alpha", fontsize=8)
+    ax.set_ylabel("mean largest posterior weight", fontsize=8)
+    ax.invert_xaxis()
+    ax.tick_params(labelsize=7)
+    ax.set_title("the weights collapse onto one image", fontsize=9)
+    return save_png(fig, out_dir / "memorisation.png")
+
+
+def guidance_tilted(out_dir: Path) -> Path:
+    """Note 10: guided samples (exact field, w = 3) beside the tilted law p(x|c)^w p(x)^(1-w)."""
+    mixture = GaussianMixture.isotropic(
+        torch.tensor([0.5, 0.5]), torch.tensor([[-1.0], [1.0]]), torch.tensor([0.6, 0.6])
+    )
+    process, scale = VP(), 3.0
+    oracle = Oracle(mixture, process)
+    grid = torch.linspace(-4, 4, 8001, dtype=torch.float64)[:, None]
+    dx = float(grid[1, 0] - grid[0, 0])
+    ones = torch.ones(grid.shape[0], dtype=torch.float64)
+    own = Oracle(mixture.class_mixture(0)).exact_at(grid, ones, 0 * ones).log_prob
+    whole = Oracle(mixture).exact_at(grid, ones, 0 * ones).log_prob
+    tilted = (scale * own + (1 - scale) * whole).exp()
+    tilted = tilted / (tilted.sum() * dx)
+
+    def draw(sampler: str, times: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        generator = make_generator(seed)
+        x = process.prior((n, 1), generator=generator).double()
+        denoiser = GuidedOracleDenoiser(oracle, torch.zeros(n), scale)
+        return get_sampler(sampler)(denoiser, x, times, generator=generator, callback=None)[:, 0]
+
+    ode = draw("dpm-solver++", make_grid(process, 60, "logsnr").double(), 20_000, 1)
+    sde = draw("euler-maruyama", process.time_grid(200).double(), 5_000, 2)
+    mean = float((tilted * grid[:, 0]).sum() * dx)
+    variance = float((tilted * (grid[:, 0] - mean) ** 2).sum() * dx)
+    fig = new_figure(7.0, 3.6)
+    ax = fig.subplots()
+    edges = torch.linspace(-4, 2, 121).numpy()
+    for values, name, colour in ((ode, "guided probability-flow ODE", "C0"),
+                                 (sde, "guided reverse SDE", "C2")):  # fmt: skip
+        label = f"{name}: mean {float(values.mean()):.2f}, var {float(values.var()):.3f}"
+        ax.hist(values.numpy(), bins=edges, density=True, alpha=0.45, color=colour, label=label)
+    x = grid[:, 0].numpy()
+    ax.plot(x, tilted.numpy(), "k-", linewidth=1.5,
+            label=f"tilted law p(x|c)^3 p(x)^-2: mean {mean:.2f}, var {variance:.3f}")  # fmt: skip
+    ax.plot(x, own.exp().numpy(), "k:", linewidth=1.0, label="the class p(x|c): mean -1, var 0.36")
+    ax.plot(x, whole.exp().numpy(), color="grey", linewidth=0.8, label="the data p(x)")
+    ax.set_xlim(-4, 2.5)
+    ax.set_xlabel("x", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("class c = N(-1, 0.6^2) of 0.5 N(-1, 0.6^2) + 0.5 N(1, 0.6^2), guidance w = 3, "
+                 "exact field", fontsize=9)  # fmt: skip
+    return save_png(fig, out_dir / "guidance_tilted.png")
+
+
 FIGURES: dict[str, Callable[[Path], Path]] = {
     "fokker_planck": fokker_planck,
+    "memorisation": memorisation,
+    "guidance_tilted": guidance_tilted,
 }
 
 
