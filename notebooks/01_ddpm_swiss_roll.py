@@ -28,8 +28,8 @@
 #
 # Theory: [the forward process](../docs/theory/03-forward-process.md) and
 # [the reverse process](../docs/theory/04-reverse-process.md). The notebook runs in about a
-# minute on 2 CPU cores: it trains for 1,500 steps, where `diffusion train --process ddpm`
-# trains for 2,000.
+# minute on 2 CPU cores (its last cell prints how long this run took): it trains for 1,500
+# steps, where `diffusion train --process ddpm` trains for 2,000.
 
 # %%
 import base64
@@ -50,6 +50,7 @@ from diffusion.measure.metrics import compare_to_data
 from diffusion.models import TimeMLP
 from diffusion.processes import DDPM, TerminalSignalError
 from diffusion.samplers import sample
+from diffusion.training.config import TrainConfig
 from diffusion.training.loop import lr_factor
 from diffusion.viz.gif import training_gif
 from diffusion.viz.plots import compute_limits, ema_smooth, samples_figure
@@ -57,6 +58,7 @@ from diffusion.viz.plots import compute_limits, ema_smooth, samples_figure
 SEED = 0  # every random draw below comes from a generator seeded from this
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-01-"))  # files written here, nowhere else
 print("outputs in", OUT)
+NOTEBOOK_START = time.perf_counter()
 
 
 def show_gif(path: Path) -> None:
@@ -142,8 +144,9 @@ plt.show()
 
 # %% [markdown]
 # The original repository used 100 steps with $\beta$ from $10^{-5}$ to $5 \cdot 10^{-3}$.
-# That schedule keeps $\sqrt{\bar\alpha_T} = 0.88$ of the data at $t = 1$, so sampling from
-# $\mathcal N(0, I)$ starts from the wrong distribution. The library refuses it:
+# That schedule keeps most of the data at $t = 1$, so sampling from $\mathcal N(0, I)$ starts
+# from the wrong distribution. The library refuses it, and its message says how much of the
+# data is left, $\sqrt{\bar\alpha_T}$:
 
 # %%
 try:
@@ -208,6 +211,7 @@ LR = 3e-3  # peak learning rate (the CLI default)
 WARMUP = 100  # steps of linear warmup
 EMA_DECAY = 0.999  # the average spans about 1 / (1 - 0.999) = 1,000 steps
 SNAPSHOT_EVERY = 100  # training steps between frames of the animation
+assert TrainConfig(process="ddpm").train_steps == 2000, "the text quotes the CLI's 2,000 steps"
 
 optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
 ema = copy.deepcopy(model).requires_grad_(False)  # the averaged weights
@@ -250,6 +254,9 @@ ax.set_xlabel("training step")
 ax.set_title("training loss (v prediction)")
 ax.legend()
 plt.show()
+final_loss = sum(losses[-100:]) / 100  # the mean of the last 100 steps
+print(f"final loss {final_loss:.3f}")
+assert final_loss > 0.5, "the text below says the loss stays well above zero"  # 0.89
 
 # %% [markdown]
 # The loss does not go to zero, and should not: $x_t$ does not determine the $x_0$ and the
@@ -312,8 +319,8 @@ fig.suptitle("the reverse process: noise to data")
 plt.show()
 
 # %% [markdown]
-# The same algorithm by hand, ten lines. `process.denoiser(ema)` is the network seen
-# through the process: it turns the $v$ prediction into $(\hat x_0, \hat\varepsilon)$.
+# The same algorithm by hand, in one short function. `process.denoiser(ema)` is the network
+# seen through the process: it turns the $v$ prediction into $(\hat x_0, \hat\varepsilon)$.
 # From a generator in the same state it gives the library's samples.
 
 
@@ -337,6 +344,7 @@ generator = torch.Generator().manual_seed(SEED + 4)
 x1 = process.prior((N, 2), generator=generator)  # sigma(1) * N(0, I)
 by_hand = ancestral_by_hand(process.denoiser(ema), x1, process.time_grid(SAMPLE_STEPS), generator)
 print(f"largest difference from the library: {(by_hand - result.x).abs().max():.1e}")
+assert torch.allclose(by_hand, result.x, atol=1e-5), "the text says the two samplers agree"
 
 # %% [markdown]
 # ## 6. Samples over training
@@ -360,10 +368,10 @@ display(samples_figure(x_data, samples, limits=limits, title="DDPM, ancestral, 2
 # reports each distance (sliced Wasserstein-2, MMD, energy distance) beside its **floor**,
 # the same distance between two fresh data draws of the same size, and the ratio. A ratio
 # near 1 means the samples are as close to the data as the data is to itself. The ratio is
-# itself noisy (about ±25% for sliced Wasserstein on the swiss roll; MMD and energy ratios
-# up to ~3 are still consistent with a perfect model), so we also score fresh data as if it
-# were samples: the "control" is what a perfect model gets. More in
-# [measuring](../docs/theory/07-measuring.md).
+# itself noisy (`compare_to_data`'s documentation reports about ±25% for sliced Wasserstein
+# on the swiss roll, and reads MMD and energy ratios up to ~3 as consistent with a perfect
+# model), so we also score fresh data as if it were samples: the "control" is what a perfect
+# model gets. More in [measuring](../docs/theory/07-measuring.md).
 
 # %%
 reports = {
@@ -384,12 +392,21 @@ for name, report in reports.items():
         print(f"  {metric:10s} {value.value:.3e}  floor {value.floor:.3e}  ratio {value.ratio:.2f}")
 
 # %% [markdown]
-# Read each ratio against the control's. When this notebook was last run, sliced W2 and MMD
-# sat at the control's level (1.27 and 0.68 against 1.23 and 0.55), while the energy
-# distance was four times its floor against 0.86 for fresh data: 1,500 steps leave a
-# difference that one metric sees and the others do not, which is why all three are
-# reported.
-#
+# Read each ratio against the control's. In the run printed above, sliced W2 and MMD sit at
+# the control's level, while the energy distance is several times its floor (above the ~3
+# that a perfect model may reach) and fresh data's is not: 1,500 steps leave a difference
+# that one metric sees and the others do not, which is why all three are reported.
+
+# %%
+# Check the claims above (fails if they go stale).
+samples_report, control_report = reports["DDPM samples"], reports["control: fresh data"]
+sw, mmd, energy = (samples_report.sliced_wasserstein, samples_report.mmd, samples_report.energy)
+assert sw.ratio < 1.6, f"SW should sit at the control's level; got {sw.ratio:.2f}"  # 1.27
+assert mmd.ratio < 3, f"MMD should sit at the floor (< 3); got {mmd.ratio:.2f}"  # 0.68
+assert energy.ratio > 3, f"energy should be well above its floor; got {energy.ratio:.2f}"  # 4.11
+assert control_report.energy.ratio < 2, "fresh data's energy ratio should be near 1"  # 0.86
+
+# %% [markdown]
 # The command line does all of this in one call, and writes every picture into a run
 # directory:
 #
@@ -398,3 +415,6 @@ for name, report in reports.items():
 # ```
 #
 # Next: [notebook 2](02_samplers.py) compares every sampler on one model.
+
+# %%
+print(f"this run took {time.perf_counter() - NOTEBOOK_START:.0f} s")

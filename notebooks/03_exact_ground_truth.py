@@ -26,7 +26,8 @@
 #
 # Theory: [the reverse process](../docs/theory/04-reverse-process.md) (Tweedie's formula, the
 # probability-flow ODE) and [measuring](../docs/theory/07-measuring.md); the toolkit's reference
-# is [exact ground truth](../docs/exact.md). The notebook runs in about a minute on 2 CPU cores.
+# is [exact ground truth](../docs/exact.md). The notebook runs in about a minute on 2 CPU cores
+# (its last cell prints how long this run took).
 
 # %%
 import json
@@ -53,6 +54,7 @@ from diffusion.workflows.exact import exact_model
 SEED = 0
 OUT = Path(tempfile.mkdtemp(prefix="diffusion-03-"))
 print("outputs in", OUT)
+NOTEBOOK_START = time.perf_counter()
 
 # %% [markdown]
 # ## The mixture
@@ -141,6 +143,8 @@ x_grad = x.clone().requires_grad_(True)
 tweedie = (x + sigma**2 * exact.score) / alpha
 print(f"score vs autograd of log p_t:  {(exact.score - autograd_score).abs().max():.1e}")
 print(f"denoiser vs Tweedie's formula: {(exact.x0 - tweedie).abs().max():.1e}")
+assert torch.allclose(exact.score, autograd_score, atol=1e-9), "the score should match autograd"
+assert torch.allclose(exact.x0, tweedie, atol=1e-9), "the denoiser should match Tweedie's formula"
 
 # %% [markdown]
 # ## Sampling with the exact score
@@ -160,13 +164,23 @@ result = sample(
     generator=torch.Generator().manual_seed(SEED + 1),
 )
 control = dataset.sample(N, torch.Generator().manual_seed(SEED + 5))  # a perfect sampler
+sw_ratios = []
 for name, points in [
     (f"exact score, {result.nfe} NFE", result.x),
     ("control: fresh data", control),
 ]:
     sw = compare_to_data(points, dataset.sample, torch.Generator().manual_seed(SEED + 2))
     sw = sw.sliced_wasserstein
+    sw_ratios.append(sw.ratio)
     print(f"{name:22s} SW {sw.value:.4f}  floor {sw.floor:.4f}  ratio {sw.ratio:.2f}")
+
+# %%
+# Check the claim above (fails if it goes stale): 40 evaluations score like fresh data.
+exact_ratio, control_ratio = sw_ratios
+assert result.nfe == 40, f"the text says 40 evaluations; got {result.nfe}"
+assert exact_ratio < 1.25 * control_ratio, (  # 1.36 against 1.43
+    f"the exact score should score like fresh data; got {exact_ratio:.2f} vs {control_ratio:.2f}"
+)
 
 # %% [markdown]
 # ## A trained model beside the exact one
@@ -190,6 +204,7 @@ config = TrainConfig(
     seed=SEED,
     device="cpu",
 )
+assert TrainConfig(process="edm").train_steps == 2000, "the text says 1,000 is half the default"
 start = time.perf_counter()
 trained_result = train(config, dataset=dataset, progress=False)
 print(f"trained in {time.perf_counter() - start:.1f} s")
@@ -213,9 +228,10 @@ reference = exact_model(mixture, config, model.normalizer, process=model.process
 # machinery); run with the network it gives the model's NLL. Since the test points come from
 # $p_0$, the mean gap $\mathbb E_{p_0}[\log p_0 - \log p_\theta]$ is a Monte Carlo estimate
 # of $\mathrm{KL}(p_0 \,\|\, p_\theta) \ge 0$. 300 test points and a tolerance of $10^{-4}$
-# keep this to seconds.
+# keep this to seconds (the cell prints how many).
 
 # %%
+start = time.perf_counter()
 x_test = dataset.sample(300, torch.Generator().manual_seed(SEED + 3))
 nll_exact = exact_nll(mixture, x_test)  # -log p_0 in closed form
 nll_ode_exact = pf_ode_nll(reference, x_test, rtol=1e-4, atol=1e-4)
@@ -226,6 +242,9 @@ print(f"trained model, PF-ODE: {nll_model.mean:.4f} ± {nll_model.stderr:.4f}")
 gap = nll_model.nll - nll_exact
 kl_error = gap.std().item() / math.sqrt(len(gap))
 print(f"KL(data || model) estimate: {gap.mean():.4f} ± {kl_error:.4f} nats")
+print(f"three likelihoods in {time.perf_counter() - start:.1f} s")
+gap_exact = abs(nll_ode_exact.mean - nll_exact.mean().item())  # 3e-4
+assert gap_exact < 0.01, f"the PF-ODE should reproduce the exact NLL; off by {gap_exact:.4f}"
 
 fig, ax = plt.subplots(figsize=(4.2, 4), layout="constrained")
 ax.scatter(nll_exact, nll_model.nll, s=6, alpha=0.6, label="trained model")
@@ -284,6 +303,15 @@ print(
 # there costs little when sampling: a step near the data moves $x$ by $\hat\varepsilon$
 # times a tiny change of $\sigma$.
 
+# %%
+# Check the claims above (fails if they go stale): the relative excess loss per time bin.
+excess = [(m - r) / r for m, r in zip(errors.model_loss, errors.reference_loss, strict=True)]
+middle = max(e for e, snr in zip(excess, errors.log_snr, strict=True) if abs(snr) < 5)  # 0.011
+assert middle < 0.02, f"mid log SNR the model should match the exact loss; got {middle:.3f}"
+assert min(excess[0], excess[-1]) > 2 * middle, "the excess should be at the ends"  # 0.078, 0.046
+assert summary["worst_log_snr"] == max(errors.log_snr), "the worst bin should be nearest the data"
+assert (model.process.p_mean, model.process.p_std) == (-1.2, 1.2), "EDM's training law changed"
+
 # %% [markdown]
 # ## Discretisation error against learning error
 #
@@ -315,9 +343,23 @@ print(f"KL(q_1 || prior) = {mismatch.kl:.1e} ± {mismatch.stderr:.0e} nats")
 # With this model the two curves nearly coincide: Heun's discretisation error dominates up
 # to ~30 evaluations, and beyond that both sit at the floor. The network's error is below
 # what a sample metric on 2,000 points can resolve, while the likelihood above still
-# measures it (a KL of a few hundredths of a nat): likelihoods see finer errors than sample
-# distances do.
-#
+# measures it (a KL of hundredths of a nat, above zero by more than its standard error):
+# likelihoods see finer errors than sample distances do.
+
+# %%
+# Check the claims above (fails if they go stale). Model / exact: 1.03 to 1.21.
+assert curve.sampler == "heun"
+for nfe, ratio_model, ratio_exact in zip(curve.nfe, curve.model, curve.reference, strict=True):
+    assert 0.8 < ratio_model / ratio_exact < 1.4, f"the curves should coincide at {nfe} NFE"
+    if nfe < 30:  # discretisation dominates: far above the floor (>= 4.2 at 15 NFE)
+        assert ratio_exact > 2, f"{nfe} NFE should be far from the floor; got {ratio_exact:.2f}"
+    else:  # at the floor (1.44 and 1.21 at 31 NFE, 1.17 and 1.06 at 63)
+        assert max(ratio_model, ratio_exact) < 2, f"{nfe} NFE should be at the floor"
+kl = gap.mean().item()  # 0.019 ± 0.0088
+assert 0.005 < kl < 0.1, f"the KL should be hundredths of a nat; got {kl:.4f}"
+assert kl > kl_error, f"the KL should exceed its standard error; got {kl:.4f} ± {kl_error:.4f}"
+
+# %% [markdown]
 # ## The density the model learned
 #
 # `diagnostics.density_grid` evaluates the model's PF-ODE density on a grid beside the exact
@@ -351,3 +393,6 @@ plt.show()
 #
 # Next: [notebook 4](04_flow_and_poisson.py) puts flow matching and Poisson flow side by
 # side.
+
+# %%
+print(f"this run took {time.perf_counter() - NOTEBOOK_START:.0f} s")
