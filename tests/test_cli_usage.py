@@ -109,13 +109,13 @@ def test_no_parser_takes_abbreviations():
         (["train", "extra"], "unrecognized argument 'extra'"),
         # commands
         (["trian"], "unknown command 'trian' (did you mean 'train'?); "
-                    "commands: train, sample, evaluate, compare, nll, diagnose, report, export"),
+                    "commands: train, sample, evaluate, compare, nll, diagnose, report, tune-grid, export"),
         (["diagnos", "--run", "x"], "unknown command 'diagnos' (did you mean 'diagnose'?); "
-                                    "commands: train, sample, evaluate, compare, nll, diagnose, report, export"),
+                                    "commands: train, sample, evaluate, compare, nll, diagnose, report, tune-grid, export"),
         (["zzz"], "unknown command 'zzz'; "
-                  "commands: train, sample, evaluate, compare, nll, diagnose, report, export"),
+                  "commands: train, sample, evaluate, compare, nll, diagnose, report, tune-grid, export"),
         (["--quiet"], "no command given; "
-                      "commands: train, sample, evaluate, compare, nll, diagnose, report, export"),
+                      "commands: train, sample, evaluate, compare, nll, diagnose, report, tune-grid, export"),
     ],
 )  # fmt: skip
 def test_unknown_options_and_commands_name_the_closest(capsys, tmp_path, args, message):

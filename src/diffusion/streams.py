@@ -37,6 +37,7 @@ HASHED_STREAMS = (
     "nll.dequantise",  # the uniform noise `diffusion nll` adds to integer pixels
     "eval.labels",  # the classes a conditional run's evaluation samples
     "metrics.classes",  # real-image splits of per-class Fréchet ratios (guidance benchmark)
+    "tune.prior",  # the prior draws `diffusion tune-grid` measures a grid's error on
 )
 #: slots per seed: seed * SLOTS + slot must stay distinct across seeds.
 SLOTS = 16

@@ -142,7 +142,7 @@ def slopes(found: list[float]) -> list[float]:
     return [math.log2(a / b) for a, b in itertools.pairwise(found)]
 
 
-@pytest.mark.parametrize("variant", ["bh2", "bh1"])
+@pytest.mark.parametrize("variant", ["bh2", pytest.param("bh1", marks=pytest.mark.slow)])
 def test_the_corrector_adds_one_order(variant):
     """UniPC-p converges with order p + 1 (the paper's claim for UniC), UniP-p alone with p.
     Measured (errors at 20, 40, 80 steps, bh2; bh1 within a few %, but 2-3x larger at

@@ -1,7 +1,7 @@
 """The `diffusion` command: train, sample and evaluate models on toy and user data.
 
-One module per command (train, sample and evaluate, nll and diagnose, compare, report, export), the parser
-in `parser`, and what they share in `common`.
+One module per command (train, sample and evaluate, nll and diagnose, compare, tune-grid,
+report, export), the parser in `parser`, and what they share in `common`.
 
 Bad input never shows a traceback: it prints one line naming the problem and exits 2 (an
 unknown option or command with the closest one: "did you mean ...?"). Without arguments the
@@ -21,6 +21,7 @@ from diffusion.cli.parser import build_parser
 from diffusion.cli.report import cmd_report
 from diffusion.cli.sample import cmd_evaluate, cmd_sample
 from diffusion.cli.train import cmd_train
+from diffusion.cli.tune import cmd_tune_grid
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -32,6 +33,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "nll": cmd_nll,
     "diagnose": cmd_diagnose,
+    "tune-grid": cmd_tune_grid,
     "report": cmd_report,
     "export": cmd_export,
 }

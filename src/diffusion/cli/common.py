@@ -19,6 +19,7 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 MAX_EVALUATE = 10**7  # samples `diffusion evaluate` holds in memory at once
+TUNED = "tuned"  # --sample-grid: the grid `diffusion tune-grid` saved with the run
 NUMBER = re.compile(r"^-\.?\d")  # a negative number is a value, not an option
 
 
@@ -149,17 +150,21 @@ def on_off(text: str) -> bool:
     return text == "on"
 
 
-def add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    """--sampler, --sample-steps, --sample-grid and every sampler's own options."""
+def add_sampling_options(parser: argparse.ArgumentParser, *, steps_and_grid: bool = True) -> None:
+    """--sampler, --sample-steps, --sample-grid and every sampler's own options (without
+    --sample-steps and --sample-grid when `steps_and_grid` is False)."""
     from diffusion.samplers import SAMPLER_OPTIONS, SAMPLERS
     from diffusion.samplers.grids import GRIDS
 
     parser.add_argument("--sampler", choices=list(SAMPLERS), default=None,
                         help="the sampler (default: the run's)")  # fmt: skip
-    parser.add_argument("--sample-steps", type=positive_int, default=None,
-                        help="sampling steps (default: the run's)")  # fmt: skip
-    parser.add_argument("--sample-grid", choices=GRIDS, default=None,
-                        help="the time grid sampling walks (default: the run's)")  # fmt: skip
+    if steps_and_grid:
+        parser.add_argument("--sample-steps", type=positive_int, default=None,
+                            help="sampling steps (default: the run's)")  # fmt: skip
+        parser.add_argument("--sample-grid", choices=(*GRIDS, TUNED), default=None,
+                            help="the time grid sampling walks; tuned: the run's grid for this "
+                            "sampler and steps, from `diffusion tune-grid` (default: the "
+                            "run's)")  # fmt: skip
     group = parser.add_argument_group("sampler options (each applies to the samplers named)")
 
     def option(name: str, kind, text: str, **kwargs) -> None:
@@ -307,12 +312,18 @@ def sampling_steps(requested: int | None, trained) -> int:
     return steps
 
 
-def check_grid(trained, steps: int, grid: str) -> None:
-    """Build the grid once, so a grid the process cannot take fails before sampling."""
+def check_grid(trained, steps: int, grid: str, sampler: str, options: dict) -> None:
+    """Build the grid once (or find the tuned one), so a grid the process cannot take, or a
+    tuned grid that was never tuned, fails before sampling."""
     from diffusion.samplers.grids import make_grid
+    from diffusion.samplers.tuning import check_tunable
 
     try:
-        make_grid(trained.process, steps, grid)
+        if grid == TUNED:
+            check_tunable(sampler, options)  # no grid is ever tuned for a stochastic sampler
+            trained.tuned_grid(sampler, steps, options)
+        else:
+            make_grid(trained.process, steps, grid)
     except ValueError as exc:
         raise UsageError(f"--sample-grid {grid}: {exc}") from None
 
@@ -330,7 +341,7 @@ def sampling_settings(args: argparse.Namespace, trained) -> dict:
         raise UsageError(f"--sampler {sampler}: {exc}") from None
     steps = sampling_steps(args.sample_steps, trained)
     grid = args.sample_grid or trained.config.sample_grid
-    check_grid(trained, steps, grid)
+    check_grid(trained, steps, grid, sampler, options)
     return {"sampler": sampler, "steps": steps, "grid": grid, **options}
 
 

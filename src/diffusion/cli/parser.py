@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 import diffusion
 from diffusion.cli.common import (
     Parser,
     add_model_options,
     add_sampling_options,
     non_negative_float,
+    non_negative_int,
     positive_float,
     positive_int,
     seed_int,
@@ -25,7 +28,21 @@ SYNONYMS = {
     "compare": {"--steps": "--train-steps", "--samples": "--n"},
     "nll": {"--samples": "--n"},
     "diagnose": {"--samples": "--n"},
+    "tune-grid": {"--sample-steps": "--steps", "--samples": "--n"},
 }
+
+
+class CommandsFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but the help column leaves room for the longest command name
+    (argparse measures a command one indent short, so `tune-grid` would push its help to the
+    next line)."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if action.help is not argparse.SUPPRESS:
+            for sub in self._iter_indented_subactions(action):  # indented while iterating
+                width = len(self._format_action_invocation(sub)) + self._current_indent
+                self._action_max_length = max(self._action_max_length, width)
 
 
 def build_parser() -> Parser:
@@ -33,10 +50,12 @@ def build_parser() -> Parser:
     from diffusion.data import available_datasets
     from diffusion.processes import PROCESSES
     from diffusion.samplers import SAMPLERS
+    from diffusion.samplers.tuning import ITERATIONS
 
     datasets = ", ".join(available_datasets())
     processes, samplers = ", ".join(PROCESSES), ", ".join(SAMPLERS)
-    parser = Parser(prog="diffusion", description=DESCRIPTION, epilog=EPILOG)
+    parser = Parser(prog="diffusion", description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=CommandsFormatter)  # fmt: skip
     parser.add_argument("--version", action="version", version=f"diffusion {diffusion.__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, parser_class=Parser, metavar="COMMAND", title="commands"
@@ -193,6 +212,31 @@ def build_parser() -> Parser:
     report.add_argument("--out", default=None,
                         help="the page to write (default: RUN/report.html; required for "
                         "several runs)")  # fmt: skip
+
+    tune = commands.add_parser(
+        "tune-grid",
+        help="tune a time grid to a sampler and step count, for a run",
+        description="Choose the --steps-step time grid that makes --sampler's samples closest to "
+        "an accurate solve of the same ODE from the same --n prior draws (Nelder-Mead from the "
+        "best of the uniform, quadratic, karras and logsnr grids; docs/tuned-grids.md). With "
+        "--run, against the run's own network, written to RUN/grids.json for `diffusion sample "
+        "--sample-grid tuned`; with --oracle --dataset D, against the exact score of a "
+        "mixture, printed (and written to --out FILE.json if given). Prints the error before "
+        "and after, and the grid.",
+    )
+    add_model_options(tune)
+    tune.add_argument("--steps", type=positive_int, required=True, help="steps of the grid")
+    add_sampling_options(tune, steps_and_grid=False)
+    tune.add_argument("--n", type=positive_int, default=2000,
+                      help="prior draws the error is measured on (default: 2000)")  # fmt: skip
+    tune.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draws "
+                      "(default: 0)")  # fmt: skip
+    tune.add_argument("--iterations", type=non_negative_int, default=ITERATIONS,
+                      help=f"evaluations of the search, each one K-step sampling run of --n "
+                      f"draws (default: {ITERATIONS})")  # fmt: skip
+    tune.add_argument("--out", default=None, help="the grids file (.json) to add the grid to "
+                      "(default: RUN/grids.json with --run; none with --oracle)")  # fmt: skip
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
 
     export = commands.add_parser(
         "export",

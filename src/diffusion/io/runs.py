@@ -4,7 +4,8 @@ A run directory holds ``config.json`` (the resolved `TrainConfig`, the data dime
 the library version; written before training starts), ``config.toml`` (the same settings
 for ``--config``), and once training has finished ``model.safetensors`` (the EMA weights and
 the data normaliser, checksummed; see `tensorfile`). Training checkpoints live in
-``checkpoints/`` (see `resume`).
+``checkpoints/`` (see `resume`); time grids tuned for the model by `diffusion tune-grid` in
+``grids.json`` (see `grids`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import diffusion
 from diffusion.data.normalize import Normalizer
 from diffusion.errors import CheckpointError
+from diffusion.io.grids import RunGrids
 from diffusion.io.tensorfile import read_tensor_file, write_tensor_file
 from diffusion.training.build import build_model, build_process
 from diffusion.training.config import TrainConfig
@@ -172,4 +174,5 @@ def load_model(run_dir: str | Path, *, option: str = "--run") -> TrainedModel:
         normalizer=normalizer,
         dim=dim,
         shape=shape,
+        tuned_grids=RunGrids(run_dir),
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -10,6 +11,7 @@ from diffusion.data.normalize import Normalizer
 from diffusion.processes import GaussianProcess
 from diffusion.processes.guidance import GuidedDenoiser
 from diffusion.samplers import SampleResult, sample
+from diffusion.samplers.tuning import grid_key
 from diffusion.training.config import TrainConfig
 from diffusion.training.loop import TrainResult
 
@@ -24,6 +26,8 @@ class TrainedModel:
     normalizer: Normalizer
     dim: int
     shape: tuple[int, ...] = ()  # one example: (dim,) for points (the default), (C, H, W)
+    #: grids tuned for this model by `diffusion tune-grid`, by `grid_key` (a run's grids.json)
+    tuned_grids: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.shape:
@@ -96,13 +100,18 @@ class TrainedModel:
         """n samples in data space, (n, dim) (images flattened: reshape to (n, *shape)); the
         callback still sees the normalised state; settings left out are the run's own.
         `label` (n,): the class of each sample, with guidance scale `guidance` over the noise
-        levels `interval` (see `denoiser`); None: unconditional."""
+        levels `interval` (see `denoiser`); None: unconditional. `grid` "tuned": the grid
+        tuned for this sampler, its options and steps (`tuned_grid`)."""
+        sampler, steps = sampler or self.config.sampler, steps or self.config.sample_steps
+        grid = grid or self.config.sample_grid
+        times = self.tuned_grid(sampler, steps, options) if grid == "tuned" else None
         result = sample(
             self.denoiser(device, label=label, guidance=guidance, interval=interval),
             (n, self.dim),
-            sampler=sampler or self.config.sampler,
-            steps=steps or self.config.sample_steps,
-            grid=grid or self.config.sample_grid,
+            sampler=sampler,
+            steps=steps,
+            times=times,
+            grid="uniform" if times is not None else grid,
             generator=generator,
             device=device,
             callback=callback,
@@ -110,3 +119,28 @@ class TrainedModel:
         )
         x = self.to_data(result.x)
         return SampleResult(x=x, nfe=result.nfe, times=result.times)
+
+    def tuned_grid(self, sampler: str, steps: int, options: dict | None = None) -> torch.Tensor:
+        """The grid tuned for `sampler` with `options` and `steps` (`diffusion tune-grid`);
+        ValueError (one line, naming the command that tunes it) when there is none."""
+        key = grid_key(sampler, steps, options)
+        if key in self.tuned_grids:
+            return self.tuned_grids[key]
+        run = getattr(self.tuned_grids, "run_dir", None)
+        flags = command_flags(options or {})
+        where = f"in {run}/grids.json" if run is not None else "for this model"
+        command = f"diffusion tune-grid --run {run or 'RUN'} --steps {steps} --sampler {sampler}"
+        saved = f" (it has: {'; '.join(self.tuned_grids)})" if len(self.tuned_grids) else ""
+        raise ValueError(f"no tuned grid for {sampler} with {steps} steps ({key}) {where}"
+                         f"{saved}: tune one with `{command}{flags}`")  # fmt: skip
+
+
+def command_flags(options: dict) -> str:
+    """Sampler options as the command line spells them: " --order 3 --corrector off"."""
+
+    def shown(value: object) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return "".join(f" --{k.replace('_', '-')} {shown(v)}" for k, v in options.items())
