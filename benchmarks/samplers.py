@@ -5,6 +5,7 @@ reach a sliced-Wasserstein ratio of 1.1, with the exact score and with trained m
     python benchmarks/samplers.py --models                         # also the default recipes
     python benchmarks/samplers.py --digits                         # the digits bar (10 vs 100)
     python benchmarks/samplers.py --tuned --json benchmarks/samplers.json
+    python benchmarks/samplers.py --redraw benchmarks/samplers_exact.json benchmarks/samplers_tuned.json
 
 Exact part: a random 2-D Gaussian mixture of 5 components with full covariances (drawn from
 `--mixture-seed`, not the example file), sampled with its exact score (`Oracle`) under each
@@ -205,6 +206,52 @@ def digits_bar(args) -> dict:
     return {"process": model.config.process, "rows": rows}
 
 
+def draw(paths: list[Path], out: Path) -> None:
+    """Quality against NFE from the JSON files of earlier runs: one panel per table (process),
+    each solver on its best standard grid (solid) and on its tuned grid (dashed, where a
+    file has one), the accurate solve's level x 1.1 (grey)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables: dict[str, list[dict]] = {}
+    for path in paths:
+        for t in json.loads(path.read_text())["tables"]:
+            tables.setdefault(t["name"], []).append(t)
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False)
+    colours = dict(zip([s[0] for s in SOLVERS], plt.get_cmap("tab10").colors, strict=False))
+    for ax, (name, parts) in zip(axes[0], tables.items(), strict=True):
+        rows = [r for t in parts for r in t["rows"] if "sw_ratio" in r]
+        for label in colours:
+            mine = [r for r in rows if r["solver"] == label]
+            if not mine:
+                continue
+            standard = [r for r in mine if r["grid"] != "tuned"]
+            at10 = {r["grid"]: r["sw_ratio"] for r in standard if r["budget"] == 10}
+            if at10:
+                best = min(at10, key=at10.get)
+                line = sorted((r["nfe"], r["sw_ratio"]) for r in standard if r["grid"] == best)
+                ax.plot(*zip(*line, strict=True), "-o", ms=3, color=colours[label],
+                        label=f"{label} ({best})")  # fmt: skip
+            tuned = sorted((r["nfe"], r["sw_ratio"]) for r in mine if r["grid"] == "tuned")
+            if tuned:
+                ax.plot(*zip(*tuned, strict=True), "--s", ms=3, color=colours[label],
+                        label=f"{label} (tuned)")  # fmt: skip
+        ax.axhline(BAR * parts[0]["converged"], color="0.5", lw=1, label="accurate solve x 1.1")
+        ax.set(xscale="log", yscale="log", xlabel="network evaluations", ylabel="SW ratio",
+               title=name, ylim=(0.8, 30))  # fmt: skip
+        ax.set_xticks([5, 10, 20, 50], labels=["5", "10", "20", "50"])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.legend(fontsize=6, ncol=2)
+    fig.suptitle("Quality against NFE with the exact score (best standard grid at 10 NFE, tuned)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", nargs="+", default=["vp", "edm", "flow"])
@@ -220,7 +267,13 @@ def main() -> int:
     parser.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--digits", action="store_true", help="the digits 10-vs-100 NFE bar")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--redraw", type=Path, nargs="+", metavar="JSON",
+                        help="only draw the picture (--figure) from earlier --json files")  # fmt: skip
+    parser.add_argument("--figure", type=Path, default=Path("docs/images/samplers/nfe.png"))
     args = parser.parse_args()
+    if args.redraw:
+        draw(args.redraw, args.figure)
+        return 0
     torch.set_num_threads(2)
     start = time.perf_counter()
     grids = GRIDS + (["tuned"] if args.tuned else [])
