@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import torch
+from oracle import random_mixture as oracle_spec  # benchmarks/oracle.py
 
 from diffusion.data import get_dataset
 from diffusion.data.mixture import GaussianMixture
@@ -50,7 +51,6 @@ from diffusion.samplers import sample
 from diffusion.samplers.grids import make_grid
 from diffusion.streams import stream
 from diffusion.training.config import TrainConfig
-from diffusion.utils import make_generator
 from diffusion.workflows.exact import exact_model
 from diffusion.workflows.run import run_training
 
@@ -71,13 +71,11 @@ BAR = 1.1
 
 
 def random_mixture(seed: int, k: int = 5) -> GaussianMixture:
-    """Means in [-3, 3]^2, random full covariances, random weights (float64)."""
-    g = make_generator(seed)
-    means = 6 * torch.rand(k, 2, generator=g, dtype=torch.float64) - 3
-    a = 0.5 * torch.randn(k, 2, 2, generator=g, dtype=torch.float64)
-    covariances = a @ a.transpose(1, 2) + 0.02 * torch.eye(2, dtype=torch.float64)
-    weights = torch.rand(k, generator=g, dtype=torch.float64) + 0.2
-    return GaussianMixture.full(weights / weights.sum(), means, covariances)
+    """`benchmarks/oracle.py`'s random mixture spec (means in [-3, 3]^2, random full
+    covariances and weights), with k components, as a mixture."""
+    spec = oracle_spec(seed, k)
+    return GaussianMixture.full(*(torch.tensor(spec[key], dtype=torch.float64)
+                                  for key in ("weights", "means", "covariances")))  # fmt: skip
 
 
 def steps_for(sampler: str, budget: int) -> int:

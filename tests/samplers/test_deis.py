@@ -16,8 +16,8 @@ import math
 
 import pytest
 import torch
+from test_dpm_solver_3m import mixture, prior_draw, problem
 
-from diffusion.data.mixture import GaussianMixture
 from diffusion.measure.oracle import Oracle
 from diffusion.processes import DDPM, VP, FlowMatching
 from diffusion.samplers import ddim
@@ -84,17 +84,6 @@ def test_matches_diffusers_step_by_step(order, steps, table):
 
 
 # -- 2. order of convergence with the exact score ---------------------------------------------
-def mixture() -> GaussianMixture:
-    return GaussianMixture.isotropic(
-        torch.tensor([0.3, 0.7], dtype=F64), torch.tensor([[-1.5, 0.0], [1.0, 0.5]], dtype=F64),
-        torch.tensor([0.4, 0.6], dtype=F64),
-    )  # fmt: skip
-
-
-def prior_draw(process, n: int = 500) -> torch.Tensor:
-    return process.prior((n, 2), generator=torch.Generator().manual_seed(0)).double()
-
-
 def test_orders_of_convergence_with_the_exact_score():
     """Mean distance to a 1,280-step DPM-Solver++(3M) solution of the same probability-flow ODE
     (an independent solver; both take the same first-order last step from the smallest noise
@@ -103,8 +92,6 @@ def test_orders_of_convergence_with_the_exact_score():
     order 1: 1.3e-1, 6.2e-2, 3.0e-2 (1.07, 1.04); order 2: 2.6e-2, 6.3e-3, 1.6e-3 (2.02, 2.01);
     order 3: 5.2e-3, 6.5e-4, 7.5e-5 (3.01, 3.11). The reference is `test_dpm_solver_3m`'s
     (the same mixture and draws, 1,280 steps), computed once per session."""
-    from test_dpm_solver_3m import problem
-
     process, denoiser, x1, reference = problem()
     slopes = {}
     for order in (1, 2, 3):

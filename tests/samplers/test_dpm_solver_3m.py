@@ -51,17 +51,27 @@ def test_a_3m_step_is_exact_for_a_quadratic_x0():
     assert abs(float(published(quadratic(lam), lam, earlier, h)) - exact) > 1e-2  # 0.0126
 
 
-@functools.cache
-def problem():
-    """The exact VP field of a 2-D mixture, 500 prior draws, and their 1,280-step 3M
-    solution on the log-SNR grid (the reference)."""
-    mixture = GaussianMixture.isotropic(
+def mixture() -> GaussianMixture:
+    """The 2-D mixture whose exact field the convergence tests of the multistep solvers use
+    (here, `test_deis`, `test_unipc`)."""
+    return GaussianMixture.isotropic(
         torch.tensor([0.3, 0.7], dtype=F64), torch.tensor([[-1.5, 0.0], [1.0, 0.5]], dtype=F64),
         torch.tensor([0.4, 0.6], dtype=F64),
     )  # fmt: skip
+
+
+def prior_draw(process, n: int = 500) -> torch.Tensor:
+    """n prior draws of the 2-D problem, seed 0."""
+    return process.prior((n, 2), generator=torch.Generator().manual_seed(0)).double()
+
+
+@functools.cache
+def problem():
+    """The exact VP field of `mixture`, 500 prior draws, and their 1,280-step 3M solution on
+    the log-SNR grid (the reference)."""
     process = VP()
-    denoiser = Oracle(mixture, process).denoiser()
-    x1 = process.prior((500, 2), generator=torch.Generator().manual_seed(0)).double()
+    denoiser = Oracle(mixture(), process).denoiser()
+    x1 = prior_draw(process)
     reference = dpm_solver_pp(denoiser, x1.clone(), make_grid(process, 1280, "logsnr"), order=3)
     return process, denoiser, x1, reference
 

@@ -17,6 +17,7 @@ import math
 
 import pytest
 import torch
+from test_dpm_solver_3m import mixture, prior_draw
 
 from diffusion.data.mixture import GaussianMixture
 from diffusion.measure.oracle import Oracle
@@ -117,13 +118,9 @@ def problem():
     """The exact VP field of a 2-D mixture (as `test_dpm_solver_3m`), 500 prior draws and
     their 640-step DPM-Solver++(3M) solution (an independent reference: the 1,280-step UniPC-3
     solution is 2e-8 from its 1,280-step one)."""
-    mixture = GaussianMixture.isotropic(
-        torch.tensor([0.3, 0.7], dtype=F64), torch.tensor([[-1.5, 0.0], [1.0, 0.5]], dtype=F64),
-        torch.tensor([0.4, 0.6], dtype=F64),
-    )  # fmt: skip
     process = VP()
-    denoiser = Oracle(mixture, process).denoiser()
-    x1 = process.prior((500, 2), generator=torch.Generator().manual_seed(0)).double()
+    denoiser = Oracle(mixture(), process).denoiser()
+    x1 = prior_draw(process)
     reference = dpm_solver_pp(denoiser, x1.clone(), grid(process, 640), order=3)
     return process, denoiser, x1, reference
 

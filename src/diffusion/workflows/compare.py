@@ -62,19 +62,11 @@ def compare_runs(
             tracks.append((c.process, reverse_trajectory(model, seed=seed, device=device)))
         rows.append(row)
     if dataset.is_image:
-        from diffusion.viz.images import grids_figure, image_grid
-        from diffusion.viz.plots import save_png
-
-        look = (dataset.shape, dataset.value_range)
-        data = dataset.sample(64, make_generator(seed))
-        grids = [("data", image_grid(data, *look))]
-        grids += [(title, image_grid(x[:64], *look)) for title, x in panels]
-        save_png(grids_figure(grids, title=f"{dataset.name}: samples side by side"),
-                 out / "compare.png")  # fmt: skip
+        data = ("data", dataset.sample(64, make_generator(seed)))
+        save_image_panels(dataset, [data, *panels], slice(64), out / "compare.png",
+                          title=f"{dataset.name}: samples side by side")  # fmt: skip
     else:
-        data = (
-            dataset.sample(5000, make_generator(seed)) if dataset.points is None else dataset.points
-        )
+        data = points_to_show(dataset, seed)
         plot_compare(data, panels, out / "compare.png")
         compare_gif(data, tracks, out / "compare.gif")
     atomic_write_text(out / "compare.json", json.dumps(rows, indent=2) + "\n")
@@ -144,18 +136,25 @@ def compare_guidance(
             )
         panels.append((title, samples))
     if dataset.is_image:
-        from diffusion.viz.images import grids_figure, image_grid
-        from diffusion.viz.plots import save_png
-
         order = torch.argsort(label, stable=True)[:: max(1, n // 64)][:64]  # sorted by class
-        grids = [(title, image_grid(x[order], dataset.shape, dataset.value_range))
-                 for title, x in panels]  # fmt: skip
-        save_png(grids_figure(grids, title=f"{model.config.dataset}: guidance scales"),
-                 out / "compare.png")  # fmt: skip
+        save_image_panels(dataset, panels, order, out / "compare.png",
+                          title=f"{model.config.dataset}: guidance scales")  # fmt: skip
     else:
-        data = (
-            dataset.sample(5000, make_generator(seed)) if dataset.points is None else dataset.points
-        )
-        plot_compare(data, panels, out / "compare.png")
+        plot_compare(points_to_show(dataset, seed), panels, out / "compare.png")
     atomic_write_text(out / "compare.json", json.dumps(rows, indent=2) + "\n")
     return rows
+
+
+def points_to_show(dataset, seed: int):
+    """The data points drawn beside the samples: a finite set's own, else 5,000 fresh ones."""
+    return dataset.sample(5000, make_generator(seed)) if dataset.points is None else dataset.points
+
+
+def save_image_panels(dataset, panels, pick, path: Path, *, title: str) -> None:
+    """One image grid per (title, images) panel, each showing the rows `pick` selects."""
+    from diffusion.viz.images import grids_figure, image_grid
+    from diffusion.viz.plots import save_png
+
+    grids = [(name, image_grid(x[pick], dataset.shape, dataset.value_range))
+             for name, x in panels]  # fmt: skip
+    save_png(grids_figure(grids, title=title), path)
