@@ -101,6 +101,7 @@ TOLERANCE = {
     "heun": 0.01,
     "rk45": 0.01,
     "dpm-solver++": 0.01,
+    "dpm-solver": 0.01,
     "unipc": 0.01,
     "deis": 0.01,
     "euler": 0.02,
@@ -222,6 +223,8 @@ K = 10
         ("ddim", {}, K),
         ("ddim", {"eta": 1.0}, K),
         ("dpm-solver++", {}, K),
+        ("dpm-solver", {}, 3 * (K - 1) + 1),  # order 3 per step; the step to t = 0 is first order
+        ("dpm-solver", {"order": 2, "prediction": "noise"}, 2 * (K - 1) + 1),
         ("unipc", {}, K),
         ("unipc", {"order": 3, "corrector": False}, K),
         ("deis", {"order": 3}, K),
@@ -272,7 +275,9 @@ def test_only_stochastic_samplers_use_the_generator(family: str, name: str) -> N
 
 def test_the_stochastic_set_is_what_the_registry_says() -> None:
     assert {"ancestral", "euler-maruyama", "pc", "langevin"} == STOCHASTIC
-    assert set(DETERMINISTIC) == {"ddim", "euler", "heun", "rk45", "dpm-solver++", "unipc", "deis"}
+    assert set(DETERMINISTIC) == {
+        "ddim", "euler", "heun", "rk45", "dpm-solver++", "dpm-solver", "unipc", "deis",
+    }  # fmt: skip
 
 
 # -- Euler is DDIM -------------------------------------------------------------------------
@@ -337,7 +342,7 @@ def test_order_of_dpm_solver(family: str, grid: str) -> None:
     assert 2.5 < coarse / fine < 6.0
 
 
-@pytest.mark.parametrize("name", ["euler", "heun", "dpm-solver++"])
+@pytest.mark.parametrize("name", ["euler", "heun", "dpm-solver++", "dpm-solver"])
 @pytest.mark.parametrize("family", ["vp", "ve", "edm", "flow"])
 def test_the_last_step_is_the_denoiser(family: str, name: str) -> None:
     # What `reference` assumes: the step to t = 0 returns alpha(0) E[x0 | x at t_e].

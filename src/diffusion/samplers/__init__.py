@@ -9,6 +9,11 @@ from diffusion.samplers.base import SamplerStep
 from diffusion.samplers.ddim import ddim
 from diffusion.samplers.deis import deis
 from diffusion.samplers.dpm_solver import dpm_solver_pp
+from diffusion.samplers.dpm_solver_singlestep import (
+    SinglestepPlan,
+    singlestep_dpm_solver,
+    singlestep_plan,
+)
 from diffusion.samplers.ode import euler, heun, rk45
 from diffusion.samplers.registry import (
     GAUSSIAN_ONLY,
@@ -30,6 +35,7 @@ __all__ = [
     "STOCHASTIC",
     "SampleResult",
     "SamplerStep",
+    "SinglestepPlan",
     "ancestral",
     "annealed_langevin",
     "check_sampler",
@@ -43,5 +49,7 @@ __all__ = [
     "predictor_corrector",
     "rk45",
     "sample",
+    "singlestep_dpm_solver",
+    "singlestep_plan",
     "unipc",
 ]

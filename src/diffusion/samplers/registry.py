@@ -8,6 +8,7 @@ from diffusion.samplers.ancestral import ancestral
 from diffusion.samplers.ddim import ddim
 from diffusion.samplers.deis import deis
 from diffusion.samplers.dpm_solver import dpm_solver_pp
+from diffusion.samplers.dpm_solver_singlestep import singlestep_dpm_solver
 from diffusion.samplers.ode import euler, heun, rk45
 from diffusion.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
 from diffusion.samplers.unipc import unipc
@@ -21,6 +22,7 @@ SAMPLERS: dict[str, Callable] = {
     "heun": heun,
     "rk45": rk45,
     "dpm-solver++": dpm_solver_pp,
+    "dpm-solver": singlestep_dpm_solver,
     "unipc": unipc,
     "deis": deis,
     "langevin": annealed_langevin,
@@ -36,6 +38,9 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "heun": ("variable", "churn", "churn_min", "churn_max", "churn_noise"),
     "rk45": ("rtol", "atol", "max_step", "max_steps"),
     "dpm-solver++": ("order",),
+    # singlestep: each of the K grid steps costs `order` evaluations (the last, to t = 0, one);
+    # `orders` gives one order per step (`singlestep_plan` spends a budget of N evaluations).
+    "dpm-solver": ("order", "orders", "prediction"),
     "unipc": ("order", "variant", "corrector"),
     "deis": ("order",),
     "langevin": ("step_size", "langevin_steps"),
@@ -50,6 +55,14 @@ NEEDS_DRIFT = frozenset({"euler-maruyama", "pc"})
 
 #: samplers that draw fresh noise (the others are deterministic given the prior draw).
 STOCHASTIC = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
+
+#: the orders of the samplers that take one (`order`), for checking a config early.
+ORDERS: dict[str, tuple[int, ...]] = {
+    "dpm-solver++": (2, 3),
+    "dpm-solver": (1, 2, 3),
+    "unipc": (1, 2, 3),
+    "deis": (1, 2, 3),
+}
 
 
 def get_sampler(name: str) -> Callable:
