@@ -199,8 +199,8 @@ def test_diagnose_writes_pictures_and_json(capsys, tmp_path, runs):
     assert errors["worst_t"] == errors["t"][excess.index(max(excess))]
     curve = report["nfe_curve"]
     assert curve["steps"] == list(diagnose_module.CURVE_STEPS)
-    assert curve["sampler"] == "heun" and curve["nfe"] == [2 * k - 1 for k in curve["steps"]]
-    assert curve["reference"][-1] < 1.6  # the exact score at 64 Heun steps: the data floor
+    assert curve["sampler"] == "deis" and curve["nfe"] == curve["steps"]  # edm's default
+    assert curve["reference"][-1] < 1.6  # the exact score at 64 DEIS-3 steps: the data floor
     prior = report["prior_mismatch"]
     assert prior["n"] == 300 and prior["upper_bound"] < 1e-3  # edm: sigma_max = 80
     assert prior["kl"] <= prior["upper_bound"] + 4 * prior["stderr"]
@@ -213,7 +213,7 @@ def test_diagnose_writes_pictures_and_json(capsys, tmp_path, runs):
     lines = out.splitlines()
     assert lines[0] == "reference: exact (mixture)"
     assert lines[1].startswith("largest excess loss at t = ")
-    assert lines[2].startswith("SW ratio by NFE (model / exact): 3: ")
+    assert lines[2].startswith("SW ratio by NFE (model / exact): 2: ")  # deis: 1 per step
     assert lines[3].startswith("KL(q_1 || prior): ")
     assert lines[4].startswith("memorisation: ")
     assert lines[-1] == f"wrote {out_dir}"

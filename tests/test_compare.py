@@ -39,8 +39,8 @@ def test_compare_writes_one_panel_per_run_and_the_metrics(runs, tmp_path, capsys
     assert main(argv) == 0
     rows = json.loads((out / "compare.json").read_text())
     assert [r["process"] for r in rows] == ["ddpm", "flow", "edm"]
-    assert [r["sampler"] for r in rows] == ["ancestral", "heun", "heun"]
-    assert [r["nfe"] for r in rows] == [10, 19, 19]  # heun: 2K - 1 evaluations
+    assert [r["sampler"] for r in rows] == ["ancestral", "unipc", "deis"]  # the defaults
+    assert [r["nfe"] for r in rows] == [10, 10, 10]  # one evaluation per step
     assert all(r["sw_ratio"] > 0 for r in rows)
     with Image.open(out / "compare.png") as png:
         assert png.width == 4 * png.height  # data + three runs, square panels

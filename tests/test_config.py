@@ -52,7 +52,8 @@ def test_a_config_is_checked_when_it_is_made():
         TrainConfig(train_steps=-3)
     with pytest.raises(ConfigError, match="sigma_min applies to the ve, edm, ncsn and poisson"):
         TrainConfig(process="vp", sigma_min=0.1)
-    assert TrainConfig(process="edm").sample_steps == 32  # filled from the EDM class
+    assert TrainConfig(process="edm").sample_steps == 15  # filled from the EDM class
+    assert TrainConfig(process="edm", sampler="heun").sample_steps == 32  # another sampler's
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])

@@ -247,3 +247,24 @@ def test_measuring_a_diffusers_model_needs_matching_images(pipeline_dir, capsys,
     assert main([*argv[:1], "--diffusers", str(pipeline_dir), *argv[1:], "--n", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_tune_grid_tunes_a_diffusers_model(pipeline_dir, tmp_path, capsys):
+    """`tune-grid --diffusers DIR` tunes against the imported network's own trajectories; the
+    grid it saves is a valid grid for the sampler and steps asked for, and never worse than
+    the best standard grid it starts from."""
+    from diffusion.io.grids import read_grids
+    from diffusion.samplers.tuning import grid_key
+
+    out = tmp_path / "grids.json"
+    argv = ["tune-grid", "--diffusers", str(pipeline_dir), "--steps", "3", "--sampler", "unipc",
+            "--n", "8", "--iterations", "6", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    times = read_grids(out)[grid_key("unipc", 3, {})]["times"]
+    assert len(times) == 4 and times[0] == 1 and times[-1] == 0  # read_grids checks the rest
+    assert all(round(t * T) == t * T for t in times)  # on the DDPM's own steps
+    printed = capsys.readouterr().out
+    best = float(printed.split("best standard grid (")[1].split("): ")[1].split()[0])
+    tuned = float(printed.split("tuned grid: ")[1].split()[0])
+    assert tuned <= best
+    assert f"grid: {' '.join(f'{t:.6g}' for t in times)}" in printed

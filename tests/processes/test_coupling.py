@@ -138,11 +138,12 @@ def test_unknown_couplings_and_mismatched_batches_are_refused():
 
 def test_config_checks_the_coupling():
     default = TrainConfig().validate()
-    assert (default.coupling, default.sample_steps) == ("ot", 12)  # flow: straighter paths
+    assert (default.coupling, default.sample_steps) == ("ot", 10)  # flow: straighter paths
+    assert TrainConfig(sampler="heun").validate().sample_steps == 12  # another sampler's own
     assert TrainConfig(process="vp").validate().coupling == "independent"
     asked = TrainConfig(sampler="ancestral").validate()  # needs the score: independent pairs
     assert (asked.coupling, asked.sample_steps) == ("independent", 25)
-    assert TrainConfig(coupling="independent").validate().sample_steps == 25
+    assert TrainConfig(coupling="independent").validate().sample_steps == 15
     assert build_process(TrainConfig(coupling="ot").validate()).coupling == "ot"
     with pytest.raises(ConfigError, match="applies to the flow process only"):
         TrainConfig(process="vp", coupling="ot").validate()

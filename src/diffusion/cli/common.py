@@ -181,7 +181,12 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, steps_and_grid: boo
         group.add_argument(name, type=kind, help=f"{text} (default: {shown})", **kwargs)
 
     option("--eta", non_negative_float, "ddim: noise, 0 deterministic")
-    option("--order", int, "dpm-solver++: 2 (2M) or 3 (3M); unipc, deis: 1 to 3", choices=(1, 2, 3))
+    option(
+        "--order",
+        int,
+        "dpm-solver++: 2 (2M) or 3 (3M); unipc, deis, dpm-solver: 1 to 3",
+        choices=(1, 2, 3),
+    )
     option("--variant", None, "unipc: B(h) = 1 - e^-h (bh2) or h (bh1)", choices=("bh2", "bh1"))
     option("--corrector", on_off, "unipc: the UniC corrector", metavar="{on,off}")
     option("--variance", None, "ancestral: variance", choices=("posterior", "beta"))
@@ -334,7 +339,7 @@ def sampling_settings(args: argparse.Namespace, trained) -> dict:
     from diffusion.samplers import check_sampler
 
     sampler = args.sampler or trained.config.sampler
-    options = sampler_options(args, sampler)
+    options = trained.config.sampler_options(sampler, sampler_options(args, sampler))
     try:
         check_sampler(trained.process, sampler, options)
     except ValueError as exc:

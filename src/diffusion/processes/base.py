@@ -33,9 +33,15 @@ class GaussianProcess(ABC):
     #: what the network predicts unless told: "eps", "x0", "v", "velocity" or "score"
     #: (`diffusion.parametrize`). v is well conditioned at both ends of every path here.
     default_prediction: str = "v"
-    #: the sampler `diffusion.samplers.sample` uses when none is named, and its steps.
+    #: the sampler `diffusion.samplers.sample` uses when none is named, with its steps, time
+    #: grid and order (for the samplers that take one): the family's measured setting
+    #: (`sampling_defaults`; docs/performance.md, "Few-step defaults").
     default_sampler: str = "heun"
     default_sample_steps: int = 50
+    default_sample_grid: str = "uniform"
+    default_sample_order: int | None = None
+    #: steps for any other sampler named without steps (None: `default_sample_steps`).
+    other_sample_steps: int | None = None
     #: True when every marginal is Gaussian (samplers that need Gaussian posteriors check it).
     gaussian: bool = True
     #: False where the SDE drift alpha'/alpha is infinite at t = 1 (flow matching's path).
@@ -80,6 +86,21 @@ class GaussianProcess(ABC):
     @abstractmethod
     def time_grid(self, steps: int | None = None) -> torch.Tensor:
         """A decreasing grid of `steps` + 1 times from the terminal time down to 0."""
+
+    def sampling_defaults(self, sampler: str | None = None) -> tuple[str, int, str, dict]:
+        """(sampler, steps, grid, options) for settings left out: the default sampler (when
+        `sampler` is None or names it) with its steps, grid and order, measured together; any
+        other sampler on `other_sample_steps` of the uniform grid, with its own options."""
+        if sampler is None or sampler == self.default_sampler:
+            order = self.default_sample_order
+            options = {} if order is None else {"order": order}
+            return (
+                self.default_sampler,
+                self.default_sample_steps,
+                self.default_sample_grid,
+                options,
+            )
+        return sampler, self.other_sample_steps or self.default_sample_steps, "uniform", {}
 
     def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         """d alpha / dt (by automatic differentiation unless a process writes it out)."""

@@ -26,7 +26,10 @@ class NCSN(VE):
     """L geometric noise levels, trained level by level, sampled by annealed Langevin."""
 
     default_prediction = "eps"
-    default_sampler = "langevin"
+    default_sampler = "langevin"  # one step per level (not VE's few-step setting)
+    default_sample_grid = "uniform"
+    default_sample_order = None
+    other_sample_steps = None
     settings = {"sigma_min": "sigma_min", "sigma_max": "sigma_max"}  # noqa: RUF012
 
     def __init__(

@@ -29,6 +29,11 @@ class PoissonFlow(EDM):
     """PFGM++ with augmentation dimension D, aligned to the EDM sigma schedule."""
 
     gaussian = False
+    # Heun, 32 steps on EDM's grid (EDM's few-step default was measured on Gaussian paths only).
+    default_sampler = "heun"
+    default_sample_steps = 32
+    default_sample_order = None
+    other_sample_steps = None
     settings = {"augment_dim": "augment_dim", "sigma_min": "sigma_min", "sigma_max": "sigma_max"}  # noqa: RUF012
 
     def __init__(

@@ -35,7 +35,7 @@ def sample(
     sampler: str | None = None,
     steps: int | None = None,
     times: torch.Tensor | None = None,
-    grid: str = "uniform",
+    grid: str | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     callback: Callable | None = None,
@@ -49,24 +49,28 @@ def sample(
             mode), or `diffusion.measure.oracle.Oracle.denoiser()` for the exact answer.
         shape: output shape, e.g. (n, d) for n points in d dimensions.
         sampler: a name from `diffusion.samplers.SAMPLERS`; the process's default when None.
-        steps: number of sampling steps (ignored when `times` is given); the process's
-            default when None.
+        steps: number of sampling steps (ignored when `times` is given); when None, the
+            process's default for this sampler (`process.sampling_defaults`).
         times: an explicit decreasing time grid ending at 0 (e.g. a subsequence of steps).
         grid: how to place `steps` times when `times` is None: uniform, quadratic,
-            karras or logsnr (`diffusion.samplers.grids`).
+            karras or logsnr (`diffusion.samplers.grids`); when None, the process's default
+            grid for its default sampler, else uniform.
         generator: source of the prior and sampler noise.
         device: where to sample.
         callback: called with a `diffusion.samplers.SamplerStep` after every step.
-        options: sampler options (e.g. ``eta`` for DDIM, ``variance`` for ancestral).
+        options: sampler options (e.g. ``eta`` for DDIM, ``variance`` for ancestral); the
+            process's default sampler takes its default order unless ``order`` is given.
 
     Returns:
         A `SampleResult` with the samples, the NFE and the grid used.
     """
     process = denoiser.process
-    name = sampler or process.default_sampler
+    name, default_steps, default_grid, default_options = process.sampling_defaults(sampler)
+    options = {**default_options, **options}
     run = get_sampler(name)
     check_sampler(process, name, options)
-    steps = process.default_sample_steps if steps is None else steps
+    steps = default_steps if steps is None else steps
+    grid = default_grid if grid is None else grid
     if times is not None:
         walked = check_times(times)
     elif grid == "uniform":

@@ -29,6 +29,7 @@ from diffusion.processes.schedules import BETA_SCHEDULES
 from diffusion.processes.times import TRAIN_TIMES
 from diffusion.samplers import GAUSSIAN_ONLY, SAMPLERS, check_sampler
 from diffusion.samplers.grids import GRIDS
+from diffusion.samplers.registry import ORDERS
 
 MAX_SEED = 2**32 - 1  # seeds are split into named streams (diffusion.streams)
 #: the largest batch paired by optimal transport: its n x n plan (and the cumulative sums
@@ -260,9 +261,14 @@ class TrainConfig:
         None, "sampling steps", "sampling, pictures and checkpoints", low=1, high=10**6,
         unset="the process's",
     )  # fmt: skip
-    sample_grid: str = setting(
-        "uniform", "the time grid sampling walks", "sampling, pictures and checkpoints",
-        choices=GRIDS,
+    sample_grid: str | None = setting(
+        None, "the time grid sampling walks", "sampling, pictures and checkpoints",
+        choices=GRIDS, unset="the process's for its default sampler, else uniform",
+    )  # fmt: skip
+    sample_order: int | None = setting(
+        None, f"the order of the {', '.join(ORDERS)} samplers", "sampling, pictures and "
+        "checkpoints", low=1, high=3,
+        unset="the process's for its default sampler, else the sampler's own",
     )  # fmt: skip
     snapshot_every: int = setting(
         100, "training steps between frames of training.gif",
@@ -305,6 +311,14 @@ class TrainConfig:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"unknown config key {unknown[0]!r}{hint}")
         return cls(**values)
+
+    def sampler_options(self, sampler: str, options: dict | None = None) -> dict:
+        """`options` for `sampler`, with this run's `sample_order` where the sampler is the
+        run's own and no order is given."""
+        options = dict(options or {})
+        if sampler == self.sampler and self.sample_order is not None:
+            options.setdefault("order", self.sample_order)
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -371,8 +385,8 @@ class TrainConfig:
                 )
 
     def _resolve_process_defaults(self) -> None:
-        """Fill prediction, sampler, coupling, train_times and sample_steps left as None from
-        the process class, then build the process once so its own checks run now."""
+        """Fill prediction, sampler, coupling, train_times and the sampling settings left as
+        None from the process class, then build the process once so its own checks run now."""
         cls = PROCESSES[self.process]
         self.prediction = self.prediction or cls.default_prediction
         self.sampler = self.sampler or cls.default_sampler
@@ -395,8 +409,17 @@ class TrainConfig:
             process = build_process(self)
         except ValueError as exc:
             raise ConfigError(f"{self.process}: {exc}") from None
+        _, steps, grid, options = process.sampling_defaults(self.sampler)
         if self.sample_steps is None:
-            self.sample_steps = process.default_sample_steps
+            self.sample_steps = steps
+        if self.sample_grid is None:
+            self.sample_grid = grid
+        if self.sample_order is None:
+            self.sample_order = options.get("order")
+        elif self.sample_order not in ORDERS.get(self.sampler, ()):
+            takers = [f"{name} ({'/'.join(map(str, o))})" for name, o in ORDERS.items()]
+            raise ConfigError(f"sample_order {self.sample_order} does not apply to sampler "
+                              f"{self.sampler}; orders: {', '.join(takers)}")  # fmt: skip
         try:
             check_sampler(process, self.sampler)
         except ValueError as exc:

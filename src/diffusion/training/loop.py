@@ -274,7 +274,9 @@ class Trainer:
             sampler=self.config.sampler,
             steps=min(self.config.sample_steps, SNAPSHOT_STEPS),
             grid=self.config.sample_grid,
-            **SNAPSHOT_OPTIONS.get(self.config.sampler, {}),
+            **self.config.sampler_options(
+                self.config.sampler, SNAPSHOT_OPTIONS.get(self.config.sampler)
+            ),
             generator=frame_generator,
             device=self.device,
         ).x

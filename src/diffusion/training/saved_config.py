@@ -3,6 +3,7 @@ versions, and which settings may change when a run is resumed."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import tomllib
 from pathlib import Path
@@ -10,13 +11,14 @@ from typing import Any
 
 from diffusion.errors import ConfigError
 from diffusion.processes import PROCESSES
+from diffusion.samplers.registry import ORDERS, SAMPLERS
 from diffusion.training.config import SETTINGS, TrainConfig
 
 #: settings that may change when a run is resumed; every other one must stay as it was.
 RESUMABLE_CHANGES = frozenset(
     {
         "train_steps", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema_decay",
-        "sampler", "sample_steps", "sample_grid", "snapshot_every", "eval_samples",
+        "sampler", "sample_steps", "sample_grid", "sample_order", "snapshot_every", "eval_samples",
         "checkpoint_every", "log",
         "device", "precision", "allow_terminal_signal",
     }
@@ -27,7 +29,9 @@ def upgrade_saved_config(values: object) -> object:
     """A config saved before a setting existed, given that setting as the run was trained.
 
     Runs saved before train_times existed drew uniform times, runs saved before coupling
-    existed drew independent noise, runs saved before labels existed were unconditional, and `steps` is now `train_steps`, so a checkpoint of one
+    existed drew independent noise, runs saved before labels existed were unconditional, runs
+    saved before sample_order existed sampled with their sampler's own order, and `steps` is
+    now `train_steps`, so a checkpoint of one
     still matches its config on resume.
     Anything that is not a table is returned as it is (`from_dict` reports it).
     """
@@ -41,9 +45,18 @@ def upgrade_saved_config(values: object) -> object:
     values.setdefault("coupling", "independent")
     if "labels" not in values:  # runs saved before class conditioning were unconditional
         values["labels"], values["classes"] = "off", 0
+    if "sample_order" not in values:  # saved before it existed: the sampler's own order
+        values["sample_order"] = own_order(values.get("sampler"))
     if "steps" in values and "train_steps" not in values:  # renamed in 0.2
         values["train_steps"] = values.pop("steps")
     return values
+
+
+def own_order(sampler: object) -> int | None:
+    """The `order` a sampler takes when none is given (None for one that takes no order)."""
+    if sampler not in ORDERS:
+        return None
+    return inspect.signature(SAMPLERS[sampler]).parameters["order"].default
 
 
 def critical_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -104,6 +104,7 @@ class TrainedModel:
         tuned for this sampler, its options and steps (`tuned_grid`)."""
         sampler, steps = sampler or self.config.sampler, steps or self.config.sample_steps
         grid = grid or self.config.sample_grid
+        options = self.config.sampler_options(sampler, options)
         times = self.tuned_grid(sampler, steps, options) if grid == "tuned" else None
         result = sample(
             self.denoiser(device, label=label, guidance=guidance, interval=interval),
