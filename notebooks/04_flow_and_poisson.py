@@ -214,16 +214,18 @@ except ValueError as error:
 # %% [markdown]
 # ## The reverse processes
 #
-# `reverse_trajectory` samples 2,000 particles with each model's default sampler (Heun,
-# Algorithm 1 of Karras et al. 2022, the deterministic one) and keeps their states along the way. Flow matching
+# `reverse_trajectory` samples 2,000 particles with each model's default sampler (UniPC-2
+# for flow matching, Zhao et al. 2023; Heun, Algorithm 1 of Karras et al. 2022, for Poisson
+# flow) and keeps their states along the way. Flow matching
 # starts from $\mathcal N(0, I)$ at $t = 1$; Poisson flow starts at EDM's largest noise
 # level, $\sigma = 80$, with heavy-tailed noise, so its particles come in from far outside
 # the picture. `reverse_gif` animates them over the data (grey), at the data's axis limits.
 
 # %%
 trajectories = {name: reverse_trajectory(model, seed=SEED) for name, model in models.items()}
-for name, model in models.items():  # the text above: 2,000 particles, Heun, sigma = 80
-    assert trajectories[name][0][1].shape == (2000, 2) and model.config.sampler == "heun"
+defaults = {"flow matching": "unipc", "Poisson flow": "heun"}  # the text above
+for name, model in models.items():  # 2,000 particles, the default samplers, sigma = 80
+    assert trajectories[name][0][1].shape == (2000, 2) and model.config.sampler == defaults[name]
 assert models["Poisson flow"].process.sigma_max == 80
 data = dataset.sample(5000, torch.Generator().manual_seed(SEED + 1))
 limits = compute_limits(data)  # fixed to the data: particles still far away are off screen
@@ -297,7 +299,7 @@ plt.show()
 # - Flow matching's straight conditional paths give a flow that is nearly straight, so
 #   few ODE steps suffice; that is its appeal. Here each batch's data are also paired with
 #   its noise by minibatch optimal transport (the default `coupling="ot"`), so the lines of
-#   a batch hardly cross and Heun at 12 steps is enough; with `coupling="independent"` the
+#   a batch hardly cross and 10 steps of UniPC-2 are enough; with `coupling="independent"` the
 #   paths bend more (theory note 6; Liu et al. 2023 straighten them by "reflow" instead).
 # - Poisson flow is EDM with heavier-tailed noise; $D$ trades robustness (small $D$, heavy
 #   tails) against ease of training (large $D$, Gaussian). Xu et al. 2023 report that
@@ -305,10 +307,10 @@ plt.show()
 
 # %%
 # Check the claims above (fails if they go stale).
-assert (models["flow matching"].config.sample_steps, evaluations["flow matching"].nfe) == (12, 23)
+assert (models["flow matching"].config.sample_steps, evaluations["flow matching"].nfe) == (10, 10)
 for name, evaluation in evaluations.items():
     metrics = evaluation.metrics
-    assert evaluation.nfe < 100, f"{name}: a few dozen evaluations; got {evaluation.nfe}"  # 23, 63
+    assert evaluation.nfe < 100, f"{name}: a few dozen evaluations; got {evaluation.nfe}"  # 10, 63
     assert metrics.sliced_wasserstein.ratio < 1.6, f"{name}: SW at the floor"  # 1.16, 1.21
     assert metrics.energy.ratio < 2, f"{name}: energy at the floor"  # 0.62, 0.73
     assert metrics.mmd.ratio < 5, f"{name}: MMD far from a real mismatch"  # 2.43, 2.96

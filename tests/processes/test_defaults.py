@@ -138,3 +138,25 @@ def test_a_run_saved_before_sample_order_keeps_its_sampler_own_order(sampler, or
     config = TrainConfig.from_dict(upgrade_saved_config(saved))
     assert config.sample_order == order
     assert config.sampler_options(sampler) == ({} if order is None else {"order": order})
+
+
+def test_naming_a_sampler_gives_it_as_it_is():
+    """The measured setting comes with the default sampler when none is named; naming one,
+    the default one too, gives it on the uniform grid at the family's former steps."""
+    assert PROCESSES["vp"]().sampling_defaults() == ("deis", 15, "karras", {"order": 3})
+    named = TrainConfig(process="vp", sampler="deis")
+    assert (named.sample_steps, named.sample_grid, named.sample_order) == (50, "uniform", None)
+    assert named.sampler_options("deis") == {}  # deis's own order, 2
+
+
+def test_a_run_keeps_its_setting_for_its_own_sampler_only():
+    from diffusion.data.mixture import GaussianMixture
+
+    mixture = GaussianMixture.isotropic(torch.ones(2), [[-1.0, 0.0], [1.0, 0.5]], [0.3, 0.3])
+    run = exact_model(mixture, TrainConfig(process="vp", dataset="gaussians"))
+    assert run.sampling() == ("deis", 15, "karras", {"order": 3})
+    assert run.sampling("deis", {"order": 2}) == ("deis", 15, "karras", {"order": 2})
+    assert run.sampling("unipc") == ("unipc", 50, "uniform", {})  # not the run's 15 on karras
+    result = run.sample(8, sampler="unipc", generator=torch.Generator().manual_seed(0))
+    assert result.nfe == 50
+    torch.testing.assert_close(result.times, make_grid(run.process, 50, "uniform"))

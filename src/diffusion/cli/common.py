@@ -307,9 +307,10 @@ def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
     return options
 
 
-def sampling_steps(requested: int | None, trained) -> int:
-    """--sample-steps, or the run's own; at most a discrete process's own steps."""
-    steps = requested or trained.config.sample_steps
+def sampling_steps(requested: int | None, trained, sampler: str | None = None) -> int:
+    """--sample-steps, or the run's own for `sampler` (`TrainedModel.sampling`); at most a
+    discrete process's own steps."""
+    steps = requested or trained.sampling(sampler)[1]
     most = trained.process.discrete_steps
     if most and steps > most:
         raise UsageError(f"--sample-steps must be at most {most} for this run (its process has "
@@ -339,13 +340,13 @@ def sampling_settings(args: argparse.Namespace, trained) -> dict:
     from diffusion.samplers import check_sampler
 
     sampler = args.sampler or trained.config.sampler
-    options = trained.config.sampler_options(sampler, sampler_options(args, sampler))
+    sampler, _, run_grid, options = trained.sampling(sampler, sampler_options(args, sampler))
     try:
         check_sampler(trained.process, sampler, options)
     except ValueError as exc:
         raise UsageError(f"--sampler {sampler}: {exc}") from None
-    steps = sampling_steps(args.sample_steps, trained)
-    grid = args.sample_grid or trained.config.sample_grid
+    steps = sampling_steps(args.sample_steps, trained, sampler)
+    grid = args.sample_grid or run_grid
     check_grid(trained, steps, grid, sampler, options)
     return {"sampler": sampler, "steps": steps, "grid": grid, **options}
 

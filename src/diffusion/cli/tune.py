@@ -45,7 +45,7 @@ def cmd_tune_grid(args: argparse.Namespace) -> int:
         raise UsageError("--n must be at most 10_000 for an image run (every draw is an image)")
     process = trained.process
     sampler = args.sampler or trained.config.sampler
-    options = trained.config.sampler_options(sampler, sampler_options(args, sampler))
+    options = trained.sampling(sampler, sampler_options(args, sampler))[3]
     try:
         check_sampler(process, sampler, options)
         check_tunable(sampler, options)

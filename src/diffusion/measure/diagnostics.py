@@ -109,8 +109,8 @@ def nfe_curve(
     ratio of `compare_to_data`, against one set of data draws and one floor for all."""
     from diffusion.measure.metrics import SlicedWassersteinRatio
 
-    sampler = sampler or trained.config.sampler
-    grid = grid or trained.config.sample_grid
+    sampler, _, run_grid, _ = trained.sampling(sampler)
+    grid = grid or run_grid
     score = SlicedWassersteinRatio(dataset.sample, n, stream(seed, "metrics"))
     rows: dict[str, list] = {"steps": [], "nfe": [], "model": [], "reference": []}
     for k in steps:

@@ -88,10 +88,11 @@ class GaussianProcess(ABC):
         """A decreasing grid of `steps` + 1 times from the terminal time down to 0."""
 
     def sampling_defaults(self, sampler: str | None = None) -> tuple[str, int, str, dict]:
-        """(sampler, steps, grid, options) for settings left out: the default sampler (when
-        `sampler` is None or names it) with its steps, grid and order, measured together; any
-        other sampler on `other_sample_steps` of the uniform grid, with its own options."""
-        if sampler is None or sampler == self.default_sampler:
+        """(sampler, steps, grid, options) for settings left out: with no sampler named, the
+        default sampler with its steps, grid and order, measured together; a sampler named
+        (the default one too) on `other_sample_steps` of the uniform grid, with its own
+        options, so that naming a sampler gives that sampler as it is."""
+        if sampler is None:
             order = self.default_sample_order
             options = {} if order is None else {"order": order}
             return (

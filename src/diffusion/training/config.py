@@ -263,12 +263,12 @@ class TrainConfig:
     )  # fmt: skip
     sample_grid: str | None = setting(
         None, "the time grid sampling walks", "sampling, pictures and checkpoints",
-        choices=GRIDS, unset="the process's for its default sampler, else uniform",
+        choices=GRIDS, unset="the process's with its default sampler, else uniform",
     )  # fmt: skip
     sample_order: int | None = setting(
         None, f"the order of the {', '.join(ORDERS)} samplers", "sampling, pictures and "
         "checkpoints", low=1, high=3,
-        unset="the process's for its default sampler, else the sampler's own",
+        unset="the process's with its default sampler, else the sampler's own",
     )  # fmt: skip
     snapshot_every: int = setting(
         100, "training steps between frames of training.gif",
@@ -389,6 +389,7 @@ class TrainConfig:
         None from the process class, then build the process once so its own checks run now."""
         cls = PROCESSES[self.process]
         self.prediction = self.prediction or cls.default_prediction
+        named = self.sampler  # None: the process's default setting, steps, grid and order
         self.sampler = self.sampler or cls.default_sampler
         if self.coupling is None:
             # The process's first coupling, unless the sampler asked for needs the score of
@@ -409,7 +410,7 @@ class TrainConfig:
             process = build_process(self)
         except ValueError as exc:
             raise ConfigError(f"{self.process}: {exc}") from None
-        _, steps, grid, options = process.sampling_defaults(self.sampler)
+        _, steps, grid, options = process.sampling_defaults(named)
         if self.sample_steps is None:
             self.sample_steps = steps
         if self.sample_grid is None:

@@ -102,9 +102,8 @@ class TrainedModel:
         `label` (n,): the class of each sample, with guidance scale `guidance` over the noise
         levels `interval` (see `denoiser`); None: unconditional. `grid` "tuned": the grid
         tuned for this sampler, its options and steps (`tuned_grid`)."""
-        sampler, steps = sampler or self.config.sampler, steps or self.config.sample_steps
-        grid = grid or self.config.sample_grid
-        options = self.config.sampler_options(sampler, options)
+        sampler, run_steps, run_grid, options = self.sampling(sampler, options)
+        steps, grid = steps or run_steps, grid or run_grid
         times = self.tuned_grid(sampler, steps, options) if grid == "tuned" else None
         result = sample(
             self.denoiser(device, label=label, guidance=guidance, interval=interval),
@@ -120,6 +119,19 @@ class TrainedModel:
         )
         x = self.to_data(result.x)
         return SampleResult(x=x, nfe=result.nfe, times=result.times)
+
+    def sampling(
+        self, sampler: str | None = None, options: dict | None = None
+    ) -> tuple[str, int, str, dict]:
+        """(sampler, steps, grid, options) for settings left out: the run's own steps, grid
+        and order for its own sampler (`sampler` None or the run's); for another sampler what
+        the process gives it when named (`process.sampling_defaults`)."""
+        if sampler is None or sampler == self.config.sampler:
+            sampler = self.config.sampler
+            options = self.config.sampler_options(sampler, options)
+            return sampler, self.config.sample_steps, self.config.sample_grid, options
+        _, steps, grid, _ = self.process.sampling_defaults(sampler)
+        return sampler, steps, grid, dict(options or {})
 
     def tuned_grid(self, sampler: str, steps: int, options: dict | None = None) -> torch.Tensor:
         """The grid tuned for `sampler` with `options` and `steps` (`diffusion tune-grid`);
