@@ -4,6 +4,7 @@ reach a sliced-Wasserstein ratio of 1.1, with the exact score and with trained m
     python benchmarks/samplers.py                                  # exact score: vp, edm, flow
     python benchmarks/samplers.py --models                         # also the default recipes
     python benchmarks/samplers.py --digits                         # the digits bar (10 vs 100)
+    python benchmarks/samplers.py --no-exact --defaults            # family defaults: now, before
     python benchmarks/samplers.py --tuned --json benchmarks/samplers.json
     python benchmarks/samplers.py --redraw benchmarks/samplers_exact.json benchmarks/samplers_tuned.json
 
@@ -48,13 +49,15 @@ from diffusion.data.mixture import GaussianMixture
 from diffusion.io.runs import load_model
 from diffusion.measure.metrics import SlicedWassersteinRatio
 from diffusion.samplers import sample
+from diffusion.samplers.dpm_solver_singlestep import singlestep_plan
 from diffusion.samplers.grids import make_grid
 from diffusion.streams import stream
 from diffusion.training.config import TrainConfig
 from diffusion.workflows.exact import exact_model
 from diffusion.workflows.run import run_training
 
-#: (label, sampler, options): the deterministic solvers, each one evaluation per step but Heun
+#: (label, sampler, options): the deterministic solvers, one evaluation per step but Heun's
+#: two (one on the last step) and singlestep DPM-Solver's `order` (a budget's plan, `singlestep_plan`)
 SOLVERS = [
     ("euler", "euler", {}),
     ("heun", "heun", {}),
@@ -64,10 +67,22 @@ SOLVERS = [
     ("unipc-3", "unipc", {"order": 3}),
     ("deis-2", "deis", {"order": 2}),
     ("deis-3", "deis", {"order": 3}),
+    ("dpm-3s", "dpm-solver", {"order": 3}),  # singlestep: a budget's plan of orders 3, ..., 1
 ]
 GRIDS = ["uniform", "quadratic", "karras", "logsnr"]
 BUDGETS = [5, 8, 10, 12, 15, 20, 30, 50]
 BAR = 1.1
+#: each family's default sampling before the few-step defaults (sampler, steps, grid, options)
+BEFORE = {
+    "vp": ("dpm-solver++", 50, "uniform", {}),
+    "subvp": ("dpm-solver++", 50, "uniform", {}),
+    "ve": ("heun", 50, "uniform", {}),
+    "edm": ("heun", 32, "uniform", {}),
+    "flow": ("heun", 12, "uniform", {}),  # with its default coupling, ot
+    "poisson": ("heun", 32, "uniform", {}),
+}
+#: ... and with independent pairs, the path the exact score is of (flow's default pairs by OT)
+BEFORE_INDEPENDENT = {"flow": ("heun", 25, "uniform", {})}
 
 
 def random_mixture(seed: int, k: int = 5) -> GaussianMixture:
@@ -134,16 +149,19 @@ def table(name: str, model, sample_data, args, grids: list[str]) -> dict:
         for grid in grids:
             cells, first = [], None
             for budget in args.budgets:
-                steps = steps_for(sampler, budget)
+                steps, run_options = steps_for(sampler, budget), options
                 try:
                     if grid == "tuned":
-                        if budget > args.tune_max:
+                        if budget > args.tune_max or sampler == "dpm-solver":
                             cells.append("")
                             continue
                         times = tuned_times(model, sampler, options, steps, args.seed + 1000)
+                    elif sampler == "dpm-solver":  # singlestep: the budget's plan of orders
+                        plan = singlestep_plan(model.process, budget, options["order"], grid)
+                        times, run_options = plan.times, {**options, "orders": plan.orders}
                     else:
                         times = make_grid(model.process, steps, grid)
-                    ratio, nfe = measure(model, score, sampler=sampler, options=options,
+                    ratio, nfe = measure(model, score, sampler=sampler, options=run_options,
                                          times=times, n=args.n, repeats=args.repeats,
                                          seed=args.seed)  # fmt: skip
                 except ValueError as exc:  # a grid or sampler this process refuses
@@ -167,6 +185,51 @@ def table(name: str, model, sample_data, args, grids: list[str]) -> dict:
             "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
 
 
+def defaults_table(args) -> list[dict]:
+    """Each family's default sampling now against before, on the same draws: with the exact
+    score of the mixture (not for Poisson flow) and on its default recipe trained on the
+    swiss roll; medians of `--repeats` SW ratios, and the accurate solve's for scale."""
+    rows = []
+    mixture = random_mixture(args.mixture_seed)
+
+    def defaults(config: TrainConfig) -> tuple:
+        return (config.sampler, config.sample_steps, config.sample_grid,
+                config.sampler_options(config.sampler))  # fmt: skip
+
+    for process in args.default_processes:
+        config = TrainConfig(process=process).validate()
+        sources = []
+        if process != "poisson":  # the exact score is that of independent pairs
+            exact = TrainConfig(process=process, dataset="gaussians", coupling="independent")
+            sources.append(("exact score", exact_model(mixture, exact), mixture.sample,
+                            BEFORE_INDEPENDENT.get(process, BEFORE[process]), defaults(exact)))  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"\ntraining the default {process} recipe ...", flush=True)
+            run_training(config, Path(tmp) / process, progress=False)
+            model = load_model(Path(tmp) / process)
+        sources.append((f"model, {config.dataset}", model, get_dataset(config.dataset).sample,
+                        BEFORE[process], defaults(config)))  # fmt: skip
+        for source, model, sample_data, before, now in sources:
+            score = SlicedWassersteinRatio(lambda k, g, f=sample_data: f(k, g).double(), args.n,
+                                           stream(args.seed, "metrics"))  # fmt: skip
+            row = {"process": process, "source": source}
+            for key, (sampler, steps, grid, options) in (("before", before),
+                                                         ("now", now),
+                                                         ("accurate", ("dpm-solver++", 500,
+                                                                       "logsnr", {"order": 3}))):  # fmt: skip
+                ratio, nfe = measure(model, score, sampler=sampler, options=options,
+                                     times=make_grid(model.process, steps, grid), n=args.n,
+                                     repeats=args.repeats, seed=args.seed)  # fmt: skip
+                flags = "".join(f" {k} {v}" for k, v in options.items())
+                row[key] = {"setting": f"{sampler}{flags} {steps} {grid}", "nfe": nfe,
+                            "sw_ratio": round(ratio, 3)}  # fmt: skip
+            print(f"{process:<8}{source:<22}" + "".join(
+                f"{k}: {row[k]['setting']} ({row[k]['nfe']} NFE) {row[k]['sw_ratio']:.2f}   "
+                for k in ("before", "now", "accurate")), flush=True)  # fmt: skip
+            rows.append(row)
+    return rows
+
+
 def digits_bar(args) -> dict:
     """The default digits model: Fréchet ratio at 10 NFE against 100 NFE."""
     from diffusion.workflows.run import evaluate
@@ -179,13 +242,15 @@ def digits_bar(args) -> dict:
         print(f"trained in {time.perf_counter() - tic:.0f} s", flush=True)
         model = load_model(run_dir)
     dataset = get_dataset("digits")
-    settings = [("heun 50 (99 NFE)", "heun", 50, "uniform", {}),
-                ("unipc-3 100", "unipc", 100, "logsnr", {"order": 3})]  # fmt: skip
-    settings += [(f"{label} 10 {grid}", sampler, steps_for(sampler, 10), grid, options)
-                 for label, sampler, options in SOLVERS if label in args.solvers
-                 for grid in ("uniform", "logsnr", "karras")]  # fmt: skip
+    settings = [("heun 50 (99 NFE)", "heun", 50, "uniform", {}, None),
+                ("unipc-3 100", "unipc", 100, "logsnr", {"order": 3}, None)]  # fmt: skip
+    settings += [(f"{label} {budget} {grid}", sampler, steps_for(sampler, budget), grid, options,
+                  (label, grid, budget))
+                 for label, sampler, options in SOLVERS
+                 if label in args.solvers and sampler != "dpm-solver"
+                 for grid in args.digits_grids for budget in args.digits_budgets]  # fmt: skip
     rows = []
-    for name, sampler, steps, grid, options in settings:
+    for name, sampler, steps, grid, options, key in settings:
         ratios, nfe = [], 0
         for r in range(args.repeats):
             try:
@@ -197,56 +262,102 @@ def digits_bar(args) -> dict:
             ratios.append(result.image["frechet"]["ratio"])
             nfe = result.nfe
         if ratios:
-            rows.append({"setting": name, "nfe": nfe, "frechet_ratio": statistics.median(ratios),
-                         "draws": ratios})  # fmt: skip
+            row = {
+                "setting": name,
+                "nfe": nfe,
+                "frechet_ratio": statistics.median(ratios),
+                "draws": ratios,
+            }
+            if key is not None:
+                row.update(zip(("solver", "grid", "budget"), key, strict=True))
+            rows.append(row)
             print(f"{name:<28}{nfe:>5} NFE  Fréchet ratio {statistics.median(ratios):.3f}",
                   flush=True)  # fmt: skip
     return {"process": model.config.process, "rows": rows}
 
 
-def draw(paths: list[Path], out: Path) -> None:
-    """Quality against NFE from the JSON files of earlier runs: one panel per table (process),
-    each solver on its best standard grid (solid) and on its tuned grid (dashed, where a
-    file has one), the accurate solve's level x 1.1 (grey)."""
-    import matplotlib
+def _best_curves(ax, rows: list[dict], colours: dict, value: str) -> None:
+    """Each solver on the standard grid that is best at 10 NFE (solid) and on its tuned grid
+    (dashed, where there is one)."""
+    for label, colour in colours.items():
+        mine = [r for r in rows if r.get("solver") == label and value in r]
+        standard = [r for r in mine if r["grid"] != "tuned"]
+        at10 = {r["grid"]: r[value] for r in standard if r["budget"] == 10}
+        if at10:
+            best = min(at10, key=at10.get)
+            line = sorted((r["nfe"], r[value]) for r in standard if r["grid"] == best)
+            ax.plot(*zip(*line, strict=True), "-o", ms=3, color=colour,
+                    label=f"{label} ({best})")  # fmt: skip
+        tuned = sorted((r["nfe"], r[value]) for r in mine if r["grid"] == "tuned")
+        if tuned:
+            ax.plot(*zip(*tuned, strict=True), "--s", ms=3, color=colour,
+                    label=f"{label} (tuned)")  # fmt: skip
+
+
+def _nfe_axis(ax) -> None:
     import matplotlib.ticker
+
+    ax.set_xscale("log")
+    ax.set_xticks([5, 10, 20, 50], labels=["5", "10", "20", "50"])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def draw(paths: list[Path], out: Path) -> None:
+    """Quality against NFE from the JSON files of earlier runs: a column per process, the
+    exact score above the trained default recipe (where a file has it), and the digits model
+    in a last column; each solver on its best standard grid at 10 NFE (solid) and on its tuned
+    grid (dashed), with the accurate solve's level x 1.1 (grey)."""
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tables: dict[str, list[dict]] = {}
+    tables: dict[tuple[str, str], list[dict]] = {}  # (exact | model, process) -> parts
+    digits = None
     for path in paths:
-        for t in json.loads(path.read_text())["tables"]:
-            tables.setdefault(t["name"], []).append(t)
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False)
+        data = json.loads(path.read_text())
+        for t in data["tables"]:
+            kind = "exact" if t["name"].startswith("exact") else "model"
+            process = t["name"].split(", ")[-1] if kind == "exact" else t["name"].split()[0]
+            tables.setdefault((kind, process), []).append(t)
+        if any("solver" in r for r in data.get("digits", {}).get("rows", [])):
+            digits = data["digits"]
+    processes = list(dict.fromkeys(p for _, p in tables))
+    kinds = [k for k in ("exact", "model") if any((k, p) in tables for p in processes)]
+    columns = len(processes) + (digits is not None)
+    fig, axes = plt.subplots(len(kinds), columns, figsize=(4.2 * columns, 3.6 * len(kinds)),
+                             squeeze=False)  # fmt: skip
     colours = dict(zip([s[0] for s in SOLVERS], plt.get_cmap("tab10").colors, strict=False))
-    for ax, (name, parts) in zip(axes[0], tables.items(), strict=True):
-        rows = [r for t in parts for r in t["rows"] if "sw_ratio" in r]
-        for label in colours:
-            mine = [r for r in rows if r["solver"] == label]
-            if not mine:
+    for row, kind in enumerate(kinds):
+        for col, process in enumerate(processes):
+            ax, parts = axes[row][col], tables.get((kind, process))
+            if not parts:
+                ax.axis("off")
                 continue
-            standard = [r for r in mine if r["grid"] != "tuned"]
-            at10 = {r["grid"]: r["sw_ratio"] for r in standard if r["budget"] == 10}
-            if at10:
-                best = min(at10, key=at10.get)
-                line = sorted((r["nfe"], r["sw_ratio"]) for r in standard if r["grid"] == best)
-                ax.plot(*zip(*line, strict=True), "-o", ms=3, color=colours[label],
-                        label=f"{label} ({best})")  # fmt: skip
-            tuned = sorted((r["nfe"], r["sw_ratio"]) for r in mine if r["grid"] == "tuned")
-            if tuned:
-                ax.plot(*zip(*tuned, strict=True), "--s", ms=3, color=colours[label],
-                        label=f"{label} (tuned)")  # fmt: skip
-        ax.axhline(BAR * parts[0]["converged"], color="0.5", lw=1, label="accurate solve x 1.1")
-        ax.set(xscale="log", yscale="log", xlabel="network evaluations", ylabel="SW ratio",
-               title=name, ylim=(0.8, 30))  # fmt: skip
-        ax.set_xticks([5, 10, 20, 50], labels=["5", "10", "20", "50"])
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            _best_curves(ax, [r for t in parts for r in t["rows"]], colours, "sw_ratio")
+            ax.axhline(BAR * parts[0]["converged"], color="0.5", lw=1,
+                       label="accurate solve x 1.1")  # fmt: skip
+            title = f"exact score, {process}" if kind == "exact" else parts[0]["name"]
+            ax.set(yscale="log", xlabel="network evaluations", ylabel="SW ratio", title=title,
+                   ylim=(0.8, 30))  # fmt: skip
+            _nfe_axis(ax)
+            ax.legend(fontsize=6, ncol=2)
+    if digits is not None:
+        ax = axes[0][-1]
+        _best_curves(ax, digits["rows"], colours, "frechet_ratio")
+        reference = next(r for r in digits["rows"] if r["setting"].startswith("unipc-3 100"))
+        ax.axhline(1.1 * reference["frechet_ratio"], color="0.5", lw=1,
+                   label="100 NFE x 1.1")  # fmt: skip
+        ax.set(xlabel="network evaluations", ylabel="Fréchet ratio",
+               title=f"digits ({digits['process']} model)")  # fmt: skip
+        _nfe_axis(ax)
         ax.legend(fontsize=6, ncol=2)
-    fig.suptitle("Quality against NFE with the exact score (best standard grid at 10 NFE, tuned)")
+        for ax in axes[1:, -1]:
+            ax.axis("off")
+    fig.suptitle("Quality against NFE: exact score (top), trained default recipes, digits")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     print(f"wrote {out}")
 
 
@@ -264,6 +375,12 @@ def main() -> int:
     parser.add_argument("--models", action="store_true", help="also the default recipes")
     parser.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--digits", action="store_true", help="the digits 10-vs-100 NFE bar")
+    parser.add_argument("--defaults", action="store_true",
+                        help="each family's default sampling now against before")  # fmt: skip
+    parser.add_argument("--default-processes", nargs="+", default=list(BEFORE))
+    parser.add_argument("--digits-budgets", type=int, nargs="+", default=[10],
+                        help="NFE budgets of each solver on digits (default: 10)")  # fmt: skip
+    parser.add_argument("--digits-grids", nargs="+", default=["uniform", "logsnr", "karras"])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--redraw", type=Path, nargs="+", metavar="JSON",
                         help="only draw the picture (--figure) from earlier --json files")  # fmt: skip
@@ -296,6 +413,8 @@ def main() -> int:
                 dataset = get_dataset(model.config.dataset)
                 out["tables"].append(table(f"{process} model, {model.config.dataset}", model,
                                            dataset.sample, args, grids))  # fmt: skip
+    if args.defaults:
+        out["defaults"] = defaults_table(args)
     if args.digits:
         out["digits"] = digits_bar(args)
     out["machine"] = f"{platform.machine()}, torch {torch.__version__}"
