@@ -64,7 +64,10 @@ class Scorer:
 
 
 def model_draw(trainer: Trainer, model: torch.nn.Module, sampler: str, steps: int, grid: str):
-    """A `draw` for Scorer: samples of `model` (a trainer's network) in data space."""
+    """A `draw` for Scorer: samples of `model` (a trainer's network) in data space, with the
+    run's sample_order where `sampler` is the run's own (`sample` alone would give a named
+    sampler its own order)."""
+    options = trainer.config.sampler_options(sampler)
 
     def draw(n: int, generator: torch.Generator) -> torch.Tensor:
         x = sample(
@@ -75,6 +78,7 @@ def model_draw(trainer: Trainer, model: torch.nn.Module, sampler: str, steps: in
             grid=grid,
             generator=generator,
             device=trainer.device,
+            **options,
         ).x
         return trainer.normalizer.denormalize(x)
 
