@@ -307,10 +307,10 @@ def sampler_options(args: argparse.Namespace, sampler: str) -> dict:
     return options
 
 
-def sampling_steps(requested: int | None, trained, sampler: str | None = None) -> int:
-    """--sample-steps, or the run's own for `sampler` (`TrainedModel.sampling`); at most a
-    discrete process's own steps."""
-    steps = requested or trained.sampling(sampler)[1]
+def sampling_steps(requested: int | None, trained, default: int) -> int:
+    """--sample-steps, or `default` (the run's own for the sampler, `TrainedModel.sampling`);
+    at most a discrete process's own steps."""
+    steps = requested or default
     most = trained.process.discrete_steps
     if most and steps > most:
         raise UsageError(f"--sample-steps must be at most {most} for this run (its process has "
@@ -340,12 +340,14 @@ def sampling_settings(args: argparse.Namespace, trained) -> dict:
     from diffusion.samplers import check_sampler
 
     sampler = args.sampler or trained.config.sampler
-    sampler, _, run_grid, options = trained.sampling(sampler, sampler_options(args, sampler))
+    sampler, run_steps, run_grid, options = trained.sampling(
+        sampler, sampler_options(args, sampler)
+    )
     try:
         check_sampler(trained.process, sampler, options)
     except ValueError as exc:
         raise UsageError(f"--sampler {sampler}: {exc}") from None
-    steps = sampling_steps(args.sample_steps, trained, sampler)
+    steps = sampling_steps(args.sample_steps, trained, run_steps)
     grid = args.sample_grid or run_grid
     check_grid(trained, steps, grid, sampler, options)
     return {"sampler": sampler, "steps": steps, "grid": grid, **options}

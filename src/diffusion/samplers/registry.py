@@ -8,6 +8,7 @@ from diffusion.samplers.ancestral import ancestral
 from diffusion.samplers.ddim import ddim
 from diffusion.samplers.deis import deis
 from diffusion.samplers.dpm_solver import dpm_solver_pp
+from diffusion.samplers.dpm_solver_singlestep import ORDERS as SINGLESTEP_ORDERS
 from diffusion.samplers.dpm_solver_singlestep import singlestep_dpm_solver
 from diffusion.samplers.ode import euler, heun, rk45
 from diffusion.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
@@ -59,7 +60,7 @@ STOCHASTIC = frozenset({"ancestral", "euler-maruyama", "pc", "langevin"})
 #: the orders of the samplers that take one (`order`), for checking a config early.
 ORDERS: dict[str, tuple[int, ...]] = {
     "dpm-solver++": (2, 3),
-    "dpm-solver": (1, 2, 3),
+    "dpm-solver": SINGLESTEP_ORDERS,
     "unipc": (1, 2, 3),
     "deis": (1, 2, 3),
 }
